@@ -1,0 +1,46 @@
+"""What every command shares: the consoles and the boundary that turns errors into one line."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from edgepose.errors import EdgeposeError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()  # results: tables, summaries
+err_console = Console(stderr=True)  # progress bars, warnings, errors
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print `error: message` as one line on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a command: EdgeposeError -> one line + exit 1; Ctrl-C/SIGTERM -> exit 130.
+
+    Other exceptions are bugs and keep their traceback.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except EdgeposeError as exc:
+            raise fail(str(exc).replace("\n", " ")) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; no partial output was kept", 130) from None
+
+    return wrapper
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
