@@ -1,0 +1,4 @@
+"""Session-scoped export fixtures shared by unit and e2e tests."""
+
+from __future__ import annotations
+
