@@ -28,6 +28,18 @@ def check_parent(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, is_dir: bool) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give outputs the usual umask-based mode."""
+    base = 0o777 if is_dir else 0o666
+    os.chmod(path, base & ~_umask())
+
+
 def _translate(exc: OSError, target: Path) -> OutputError:
     if exc.errno == errno.ENOSPC:
         return OutputError(f"no space left while writing {target}; free disk space or choose another --out")
@@ -48,6 +60,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _publish_mode(tmp_path, is_dir=False)
         os.replace(tmp_path, target)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
@@ -69,6 +82,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."))
     try:
         yield tmp_path
+        _publish_mode(tmp_path, is_dir=True)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
