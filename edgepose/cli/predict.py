@@ -1,0 +1,126 @@
+"""`edgepose predict`: run an exported model on images, folders, videos or a camera."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgepose.cli import app
+from edgepose.cli._common import console, err_console, handle_errors, warn
+
+DEFAULT_OUT = Path("runs/predict")
+
+
+def _next_free(base: Path) -> Path:
+    """runs/predict, then runs/predict2, runs/predict3, ...: never overwrite an earlier run."""
+    candidate, i = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        i += 1
+        candidate = base.with_name(f"{base.name}{i}")
+    return candidate
+
+
+@app.command()
+@handle_errors
+def predict(
+    model: Annotated[
+        Path, typer.Argument(help="End-to-end .onnx from `edgepose export` (float or quantized).")
+    ],
+    sources: Annotated[
+        list[str], typer.Argument(help="Image files, folders of images, video files, or a camera index (0).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (must be new or empty) [default: runs/predictN]."),
+    ] = None,
+    conf: Annotated[
+        float | None, typer.Option("--conf", help="Score threshold [default: the model's].")
+    ] = None,
+    iou: Annotated[
+        float | None, typer.Option("--iou", help="NMS IoU threshold [default: the model's].")
+    ] = None,
+    save_json: Annotated[
+        bool, typer.Option("--save-json", help="Also write predictions.json (COCO results) and files.json.")
+    ] = False,
+    threads: Annotated[int | None, typer.Option("--threads", help="onnxruntime intra-op threads.")] = None,
+    show_fps: Annotated[
+        bool, typer.Option("--show-fps", help="Draw the frame rate on outputs; print a timing breakdown.")
+    ] = False,
+) -> None:
+    """Predict poses; write annotated images/videos (and COCO JSON) into one output folder."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgepose.fsio import atomic_dir
+    from edgepose.runtime import PoseEstimator, resolve_sources
+    from edgepose.runtime.pipeline import (
+        FrameDone,
+        PredictOptions,
+        Skipped,
+        SourceDone,
+        SourceStarted,
+        run_predict,
+    )
+    from edgepose.runtime.sources import SourceKind
+    from edgepose.spec import IOU_THR_NAME, SCORE_THR_NAME
+
+    estimator = PoseEstimator(model, threads=threads)
+    spec = estimator.spec
+    if iou is not None and not estimator.supports_override(IOU_THR_NAME):
+        warn(f"{model} has no {IOU_THR_NAME} input: --iou {iou} is ignored (NMS uses {spec.iou_threshold})")
+    if conf is not None and conf < spec.conf_threshold and not estimator.supports_override(SCORE_THR_NAME):
+        warn(f"{model} bakes in score threshold {spec.conf_threshold}: --conf {conf} cannot lower it")
+    options = PredictOptions(conf=conf, iou=iou, save_json=save_json, show_fps=show_fps)
+    estimator.override_feeds(conf, iou, None)  # range checks before any output exists
+    resolved = resolve_sources(sources)  # opens videos/cameras once: a bad one fails before any output
+    if out is None:
+        DEFAULT_OUT.parent.mkdir(parents=True, exist_ok=True)
+        out = _next_free(DEFAULT_OUT)
+
+    n_images = sum(s.kind is SourceKind.IMAGE for s in resolved)
+    people, frames, skipped, timings, done = 0, 0, 0, [], []
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]}"),
+        TimeElapsedColumn(),
+    )
+    with atomic_dir(out) as tmp, Progress(*columns, console=err_console, transient=False) as progress:
+        images_task = progress.add_task("images", total=n_images, fps="") if n_images else None
+        task = images_task
+        for event in run_predict(estimator, resolved, tmp, options):
+            if isinstance(event, SourceStarted) and event.source.kind is not SourceKind.IMAGE:
+                task = progress.add_task(event.source.label, total=event.total, fps="")
+            elif isinstance(event, SourceStarted):
+                task = images_task
+            elif isinstance(event, Skipped):
+                skipped += 1
+                warn(f"skipped {event.reason}")
+                progress.advance(task)  # type: ignore[arg-type]
+            elif isinstance(event, FrameDone):
+                people, frames = people + len(event.result), frames + 1
+                timings.append(event.result.timings)
+                fps = f"{event.fps:.1f} FPS" if event.source.kind is not SourceKind.IMAGE else ""
+                progress.update(task, advance=1, fps=fps)  # type: ignore[arg-type]
+            elif isinstance(event, SourceDone):
+                done.append(event)
+    for event in done:
+        if event.source.kind is not SourceKind.IMAGE:
+            name = out / event.output.name
+            console.print(f"{event.source.label}: {event.frames} frames at {event.fps:.1f} FPS -> {name}")
+    console.print(
+        f"{frames} image(s)/frame(s), {people} people found, {skipped} skipped; outputs in {out}",
+        highlight=False,
+    )
+    if show_fps and timings:
+        n = len(timings)
+        pre = sum(t.preprocess_ms for t in timings) / n
+        inf = sum(t.inference_ms for t in timings) / n
+        post = sum(t.postprocess_ms for t in timings) / n
+        console.print(
+            f"mean per image: preprocess {pre:.1f} ms, inference {inf:.1f} ms, postprocess {post:.1f} ms "
+            f"({1000.0 / max(1e-9, pre + inf + post):.1f} FPS model-only)",
+            highlight=False,
+        )
