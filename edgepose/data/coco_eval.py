@@ -1,0 +1,120 @@
+"""COCO OKS keypoint evaluation through pycocotools (the reference implementation, not a rewrite)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.data.coco import load_json
+from edgepose.errors import DataError
+from edgepose.spec import COCO_SIGMAS
+
+
+@dataclass(frozen=True)
+class KeypointMetrics:
+    """COCO keypoint metrics in [0, 1]; -1 where the ground truth has no people of that size (pycocotools)."""
+
+    ap: float  # AP @ OKS 0.50:0.95
+    ap50: float
+    ap75: float
+    apm: float  # medium people (32^2 < area <= 96^2)
+    apl: float  # large people (area > 96^2)
+    ar: float  # AR @ OKS 0.50:0.95, 20 detections per image
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _gt_dict(gt: str | Path | dict) -> tuple[dict, str]:
+    """A copy of the ground truth dict that pycocotools accepts, and its name for messages."""
+    if isinstance(gt, dict):
+        data, name = copy.deepcopy(gt), "ground truth"
+    else:
+        data, name = load_json(gt), str(gt)
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise DataError(f"{name}: no '{key}' list; not a COCO keypoints file")
+    if not data.get("categories"):
+        data["categories"] = [{"id": 1, "name": "person"}]
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or not isinstance(ann.get("keypoints"), list):
+            raise DataError(
+                f"{name}: annotation {ann.get('id', i) if isinstance(ann, dict) else i} has no keypoints"
+            )
+        kp = ann["keypoints"]
+        ann.setdefault("num_keypoints", sum(1 for v in kp[2::3] if v > 0))  # pycocotools ignores 0-kpt people
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann and "bbox" in ann:
+            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+    return data, name
+
+
+def evaluate_keypoints(gt: str | Path | dict, predictions: list[dict]) -> KeypointMetrics:
+    """COCO keypoint AP/AR of `predictions` (COCO results dicts) against ground truth (a JSON path or dict).
+
+    Predictions must refer to image ids of the ground truth; an empty list scores 0.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    data, name = _gt_dict(gt)
+    if not predictions:  # pycocotools' loadRes fails on an empty list; nothing found = 0 AP, 0 AR
+        return KeypointMetrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    gt_ids = {img["id"] for img in data["images"]}
+    anns = data["annotations"]
+    k = len(anns[0]["keypoints"]) // 3 if anns else len(predictions[0].get("keypoints", [])) // 3
+    for i, p in enumerate(predictions):
+        if not isinstance(p, dict) or "image_id" not in p or "keypoints" not in p or "score" not in p:
+            raise DataError(f"prediction {i} needs 'image_id', 'keypoints' and 'score' (COCO results format)")
+        if p["image_id"] not in gt_ids:
+            raise DataError(f"prediction {i} is for image id {p['image_id']}, which is not in {name}")
+        if len(p["keypoints"]) != 3 * k:
+            raise DataError(
+                f"prediction {i} has {len(p['keypoints'])} keypoint values, "
+                f"expected {3 * k} ({k} x 3) as in {name}"
+            )
+    results = [dict(p, category_id=p.get("category_id", 1)) for p in predictions]  # loadRes edits its input
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = data
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(results)
+        ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        # COCO-17 sigmas; another keypoint set gets the mean sigma (there is no standard for it)
+        ev.params.kpt_oks_sigmas = np.array(COCO_SIGMAS if k == len(COCO_SIGMAS) else [0.0715] * k)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    s = [float(v) for v in ev.stats]
+    return KeypointMetrics(ap=s[0], ap50=s[1], ap75=s[2], apm=s[3], apl=s[4], ar=s[5])
+
+
+def detections_to_coco(
+    image_id: int, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray
+) -> list[dict]:
+    """COCO results dicts for one image's detections.
+
+    boxes (N, 4) x1 y1 x2 y2 px, scores (N,), keypoints (N, K, 3) x, y, confidence.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)  # (N, 4)
+    kpts = np.asarray(keypoints, np.float64)
+    kpts = kpts.reshape(len(boxes), int(np.prod(kpts.shape[1:])))  # (N, 3K)
+    out = []
+    for box, score, kp in zip(boxes, np.asarray(scores, np.float64).reshape(-1), kpts, strict=True):
+        x1, y1, x2, y2 = box
+        out.append(
+            {
+                "image_id": int(image_id),
+                "category_id": 1,
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "score": round(float(score), 5),
+                "keypoints": [round(float(v), 3) for v in kp],
+            }
+        )
+    return out

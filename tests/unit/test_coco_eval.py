@@ -1,0 +1,81 @@
+"""COCO OKS evaluation via pycocotools: perfect predictions, monotonic degradation, empty and bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose.data.coco_eval import KeypointMetrics, detections_to_coco, evaluate_keypoints
+from edgepose.errors import DataError
+
+
+def _gt_as_predictions(gt: dict, sigma: float = 0.0, seed: int = 130) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    preds = []
+    for a in gt["annotations"]:
+        kp = np.array(a["keypoints"], float).reshape(-1, 3)  # (K, 3)
+        kp[:, :2] += rng.normal(0, sigma, (len(kp), 2)) * (kp[:, 2:] > 0)
+        preds.append(
+            {"image_id": a["image_id"], "category_id": 1, "keypoints": kp.ravel().tolist(), "score": 1.0}
+        )
+    return preds
+
+
+def test_ground_truth_as_predictions_scores_one(synth_dataset: Path) -> None:
+    path = synth_dataset / "annotations.json"
+    gt = json.loads(path.read_text())
+    m = evaluate_keypoints(path, _gt_as_predictions(gt))
+    assert m.ap == pytest.approx(1.0) and m.ap50 == pytest.approx(1.0) and m.ap75 == pytest.approx(1.0)
+    assert m.ar == pytest.approx(1.0)
+    assert evaluate_keypoints(gt, _gt_as_predictions(gt)).ap == pytest.approx(1.0)  # dict input too
+    assert set(m.as_dict()) == {"ap", "ap50", "ap75", "apm", "apl", "ar"}
+
+
+def test_keypoint_noise_lowers_ap_monotonically(synth_dataset: Path) -> None:
+    gt = json.loads((synth_dataset / "annotations.json").read_text())
+    aps = [evaluate_keypoints(gt, _gt_as_predictions(gt, s)).ap for s in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)]
+    assert aps[0] == pytest.approx(1.0)
+    assert all(b < a for a, b in itertools.pairwise(aps)), aps
+    assert aps[-1] < 0.3, aps
+
+
+def test_empty_predictions_score_zero(synth_dataset: Path) -> None:
+    m = evaluate_keypoints(synth_dataset / "annotations.json", [])
+    assert m == KeypointMetrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_evaluation_does_not_mutate_inputs(synth_dataset: Path) -> None:
+    gt = json.loads((synth_dataset / "annotations.json").read_text())
+    preds = _gt_as_predictions(gt, 1.0)
+    gt_copy, preds_copy = json.dumps(gt), json.dumps(preds)
+    evaluate_keypoints(gt, preds)
+    assert json.dumps(gt) == gt_copy and json.dumps(preds) == preds_copy
+
+
+def test_prediction_for_unknown_image_is_a_data_error(synth_dataset: Path) -> None:
+    preds = [{"image_id": 999, "category_id": 1, "keypoints": [1.0, 1.0, 1.0] * 17, "score": 0.5}]
+    with pytest.raises(DataError, match="image id 999"):
+        evaluate_keypoints(synth_dataset / "annotations.json", preds)
+
+
+def test_prediction_with_wrong_keypoint_count_is_a_data_error(synth_dataset: Path) -> None:
+    preds = [{"image_id": 1, "category_id": 1, "keypoints": [1.0, 1.0, 1.0] * 16, "score": 0.5}]
+    with pytest.raises(DataError, match=r"prediction 0 has 48 keypoint values, expected 51"):
+        evaluate_keypoints(synth_dataset / "annotations.json", preds)
+
+
+def test_detections_to_coco_format() -> None:
+    boxes = np.array([[10, 20, 50, 100], [0, 0, 4, 4]], np.float32)
+    kpts = np.arange(2 * 17 * 3, dtype=np.float32).reshape(2, 17, 3)
+    res = detections_to_coco(4, boxes, np.array([0.9, 0.25]), kpts)
+    assert len(res) == 2
+    assert res[0]["image_id"] == 4 and res[0]["category_id"] == 1
+    assert res[0]["bbox"] == [10.0, 20.0, 40.0, 80.0]
+    assert res[0]["score"] == pytest.approx(0.9)
+    assert res[1]["keypoints"] == pytest.approx(kpts[1].ravel().tolist())
+    assert len(res[1]["keypoints"]) == 51
+    assert detections_to_coco(1, np.zeros((0, 4)), np.zeros(0), np.zeros((0, 17, 3))) == []
