@@ -1,0 +1,243 @@
+"""ONNX graph facts quantization needs: the float tail, the body before it, the weighted layers.
+
+Everything is found from the graph itself (node names under spec.TAIL_PREFIX, op types,
+initializers), never from our own layer names, so third-party graphs wrapped by
+`edgepose export --from-onnx` work the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from edgepose.errors import ModelFileError
+from edgepose.spec import INPUT_NAME, METADATA_PREFIX, TAIL_PREFIX, GraphKind, PoseSpec, Precision
+
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# Any of these means the graph was quantized already (QDQ, QOperator or dynamic quantization).
+_QUANTIZED_OPS = QDQ_OPS | {
+    "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear",
+    "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QGemm",
+}  # fmt: skip
+# Weighted ops: the "layers" a precision plan assigns. Per-channel axis = onnxruntime's default.
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"
+QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"
+_FIX_HINT = (
+    "run `edgepose export` on a checkpoint, "
+    "or `edgepose export --from-onnx MODEL.onnx` for a third-party pose ONNX"
+)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A weighted node outside the tail: what a precision plan assigns a precision to."""
+
+    name: str
+    op: str
+    weight: str  # initializer name
+    activations: tuple[str, ...]  # non-initializer inputs (what the layer reads)
+    axis: int  # per-channel axis of the weight
+
+
+def load_float_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, PoseSpec]:
+    """Load an end-to-end, float edgepose export; ModelFileError naming the fix otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"model {p} does not exist; pass the .onnx file written by `edgepose export`")
+    try:
+        model = onnx.load(str(p))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...: all mean "not a readable ONNX"
+        raise ModelFileError(f"{p} is not a readable ONNX file ({type(exc).__name__}); {_FIX_HINT}") from exc
+    _dedupe_opsets(model)
+    props = {m.key: m.value for m in model.metadata_props}
+    try:
+        spec = PoseSpec.from_metadata(props)
+    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{p} has no edgepose metadata (not an edgepose export); {_FIX_HINT}") from exc
+    quantized = sorted({n.op_type for n in model.graph.node if n.op_type in _QUANTIZED_OPS})
+    if spec.precision is not Precision.FLOAT or quantized:
+        what = (
+            f"precision {spec.precision.value}"
+            if spec.precision is not Precision.FLOAT
+            else "has " + quantized[0]
+        )
+        raise ModelFileError(
+            f"{p} is already quantized ({what}); quantize the float export instead (re-run `edgepose export`)"
+        )
+    if spec.graph is GraphKind.RAW:
+        raise ModelFileError(
+            f"{p} is a raw-head graph (exported with --no-nms); quantize the end-to-end export "
+            "(`edgepose export` without --no-nms): its float decode/NMS tail keeps boxes and poses exact"
+        )
+    if not tail_nodes(model):
+        raise ModelFileError(f"{p} has no decode/NMS tail (no node named '{TAIL_PREFIX}...'); {_FIX_HINT}")
+    if INPUT_NAME not in {i.name for i in model.graph.input}:
+        raise ModelFileError(f"{p} has no '{INPUT_NAME}' input; {_FIX_HINT}")
+    return model, spec
+
+
+def _dedupe_opsets(model: onnx.ModelProto) -> None:
+    """One opset_import per domain (onnxruntime.quantization rejects duplicates); the highest wins."""
+    best: dict[str, int] = {}
+    for imp in model.opset_import:
+        dom = "" if imp.domain == "ai.onnx" else imp.domain
+        best[dom] = max(best.get(dom, 0), int(imp.version))
+    if len(best) != len(model.opset_import):
+        del model.opset_import[:]
+        model.opset_import.extend(helper.make_opsetid(d, v) for d, v in best.items())
+
+
+def tail_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.name.startswith(TAIL_PREFIX)]
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for n in graph.node:
+        for i in n.input:
+            if i:
+                out[i].append(n)
+    return out
+
+
+def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in graph.node for o in n.output if o}
+
+
+def tail_inputs(model: onnx.ModelProto) -> list[str]:
+    """Tensors the tail reads from the network body, in graph order (the raw head outputs)."""
+    prod = producers(model.graph)
+    seen: list[str] = []
+    for n in tail_nodes(model):
+        for i in n.input:
+            p = prod.get(i)
+            if p is not None and not p.name.startswith(TAIL_PREFIX) and i not in seen:
+                seen.append(i)
+    return seen
+
+
+def float_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The tail plus the non-layer ops between the last layers and the tail (Reshape, Transpose, Sigmoid,
+    Concat of levels, ...): all kept float, so the raw head outputs (boxes, scores and keypoints in one
+    tensor) never pass through a single 8-bit range."""
+    prod = producers(model.graph)
+    inits = {t.name for t in model.graph.initializer}
+    region = {n.name: n for n in tail_nodes(model)}
+    stack = tail_inputs(model)
+    seen: set[str] = set()
+    while stack:
+        t = stack.pop()
+        p = prod.get(t)
+        if t in seen or p is None or t in inits:
+            continue
+        seen.add(t)
+        if p.op_type in LAYER_OPS and len(p.input) > 1 and p.input[1] in inits:
+            continue  # a layer: its output is float (nothing in the region quantizes it), its inputs are not
+        region[p.name or f"<{p.op_type}:{p.output[0]}>"] = p
+        stack.extend(i for i in p.input if i)
+    return [n for n in model.graph.node if any(n is r for r in region.values())]
+
+
+def body_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The network without its tail: input INPUT_NAME, outputs = the tail's inputs (float)."""
+    outs = tail_inputs(model)
+    prod = producers(model.graph)
+    keep: set[str] = set()
+    stack = list(outs)
+    while stack:  # walk back from the outputs: only nodes that feed them stay
+        n = prod.get(stack.pop())
+        if n is None or n.name in keep:
+            continue
+        keep.add(n.name)
+        stack.extend(i for i in n.input if i)
+    body = onnx.ModelProto()
+    body.CopyFrom(model)
+    g = body.graph
+    nodes = [n for n in model.graph.node if n.name in keep]
+    used = {i for n in nodes for i in n.input}
+    del g.node[:]
+    g.node.extend(nodes)
+    inits = [t for t in model.graph.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    ins = [i for i in model.graph.input if i.name == INPUT_NAME]
+    del g.input[:]
+    g.input.extend(ins)
+    del g.output[:]
+    g.output.extend(helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outs)
+    return body
+
+
+def find_layers(model: onnx.ModelProto) -> list[Layer]:
+    """Weighted nodes outside the tail, in graph order."""
+    inits = {t.name for t in model.graph.initializer}
+    layers = []
+    for n in model.graph.node:
+        if n.op_type not in LAYER_OPS or n.name.startswith(TAIL_PREFIX) or len(n.input) < 2:
+            continue
+        if n.input[1] not in inits:
+            continue  # activation x activation MatMul: no weight to plan
+        if not n.name:
+            raise ModelFileError(
+                f"a {n.op_type} node has no name; re-export the model (every node needs one)"
+            )
+        if n.op_type == "Conv":
+            axis = 0
+        elif n.op_type == "Gemm":
+            axis = 0 if any(a.name == "transB" and a.i for a in n.attribute) else 1
+        else:  # ConvTranspose (C_in, C_out/g, ...) and MatMul (K, N): output channels on axis 1
+            axis = 1
+        acts = tuple(i for j, i in enumerate(n.input) if i and j != 1 and i not in inits)
+        layers.append(Layer(n.name, n.op_type, n.input[1], acts, axis))
+    return layers
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next(int(i.version) for i in model.opset_import if i.domain in ("", "ai.onnx"))
+
+
+def upgrade_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """Convert to `opset` with onnx's version converter, keeping every node named and the tail prefixed.
+
+    Adapter nodes the converter adds next to tail nodes join the tail (so they stay float).
+    """
+    if default_opset(model) >= opset:
+        return model
+    before = {n.name for n in model.graph.node}
+    try:
+        out = onnx.version_converter.convert_version(model, opset)
+    except Exception as exc:
+        raise ModelFileError(
+            f"cannot convert the graph from opset {default_opset(model)} to {opset} for 16-bit Q/DQ ({exc}); "
+            f"re-export with --opset {opset}"
+        ) from exc
+    prod, cons = producers(out.graph), consumers(out.graph)
+    for i, n in enumerate(out.graph.node):
+        if n.name and n.name in before:
+            continue
+        near = [prod.get(t) for t in n.input] + [c for t in n.output for c in cons.get(t, [])]
+        in_tail = any(m is not None and m.name.startswith(TAIL_PREFIX) for m in near)
+        n.name = f"{TAIL_PREFIX if in_tail else ''}opset{opset}_{n.op_type}_{i}"
+    del out.metadata_props[:]
+    out.metadata_props.extend(model.metadata_props)
+    return out
+
+
+def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
+    """Replace metadata_props with `props` (sorted, so the bytes are deterministic)."""
+    del model.metadata_props[:]
+    for k in sorted(props):
+        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=props[k]))
+
+
+def pin_ir_version(model: onnx.ModelProto) -> None:
+    """The lowest IR version the model's opsets need (onnx's default IR is newer than onnxruntime reads)."""
+    need = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    model.ir_version = max(need, min(model.ir_version, 10))

@@ -1,0 +1,28 @@
+"""The closed sets of quantization choices (stdlib only, so the CLI can offer them without importing ORT)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class LayerPrecision(str, enum.Enum):
+    INT8 = "int8"
+    INT16 = "int16"
+    FLOAT = "float"
+
+
+class HighPrecision(str, enum.Enum):
+    """What `--mixed` keeps its sensitive layers at."""
+
+    INT16 = "int16"  # emulates NPUs with 16-bit layers (TIDL, RKNN, QNN)
+    FLOAT = "float"  # fast on CPUs: onnxruntime runs 16-bit QDQ through float kernels anyway
+
+    @property
+    def layer_precision(self) -> LayerPrecision:
+        return LayerPrecision(self.value)
+
+
+class CalibMethod(str, enum.Enum):
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    ENTROPY = "entropy"

@@ -1,0 +1,153 @@
+"""The precision plan {layer -> precision} and its mapping onto onnxruntime.quantization arguments.
+
+This is the ONLY module that spells onnxruntime.quantization option keys (extra_options,
+TensorQuantOverrides, calibrator options): a typo here is caught by the tests, not silently ignored.
+
+Meaning of a layer's precision: the precision of the data its multiply-accumulate reads, i.e. its
+activation inputs and its weights (per-channel, symmetric).
+- INT8: uint8 asymmetric activations, int8 per-channel weights.
+  Why uint8 activations: onnxruntime's CPU EP fuses DQ(u8)->Conv(s8 weights)->Q(u8) into its
+  u8s8 QLinearConv/MLAS kernels (the best-tuned integer path on x86 VNNI/AVX2 and ARM NEON), and only
+  asymmetric activations let the quantizer fold ReLU into the Q range (zero-point 0) instead of running it.
+  Measured on edgepose-n at 256 px, 1 thread (x86 with AVX512-VNNI): u8 activations 38 ms vs int8
+  (s8s8) activations 68 ms vs float 44 ms (medians, interleaved runs).
+- INT16: uint16 activations, int16 per-channel weights. We emit STANDARD opset-21
+  QuantizeLinear/DequantizeLinear (16-bit types are native there) rather than the com.microsoft
+  contrib Q/DQ: onnxruntime >= 1.18 and vendor importers read opset 21, contrib ops are ORT-only, and
+  quantize_static upgrades the opset anyway when it sees 16-bit types. A tensor read by a 16-bit layer
+  is produced at 16 bits, and so is every tensor feeding it through non-layer ops (Concat, ReLU,
+  MaxPool, Add, ...), with a 16->8 conversion for the 8-bit layers that also read them.
+- FLOAT: the node is excluded from quantization (weights and arithmetic float; it still reads the 8-bit
+  tensors that quantized producers write, since QDQ has one Q per tensor).
+The decode/NMS tail and the non-layer ops between the last layers and it (graph.float_nodes) are
+always excluded, and stay float (tailfix.keep_tail_float).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+from edgepose.quant.graph import LAYER_OPS, Layer, consumers, producers
+from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
+from edgepose.spec import Precision
+
+__all__ = ["CalibMethod", "HighPrecision", "LayerPrecision", "PrecisionPlan", "quantize_static_args"]
+
+OPSET_16BIT = 21  # first ONNX opset whose QuantizeLinear/DequantizeLinear take (u)int16
+
+
+def ort_method(method: CalibMethod) -> CalibrationMethod:
+    return {
+        CalibMethod.MINMAX: CalibrationMethod.MinMax,
+        CalibMethod.PERCENTILE: CalibrationMethod.Percentile,
+        CalibMethod.ENTROPY: CalibrationMethod.Entropy,
+    }[method]
+
+
+_ACT = {LayerPrecision.INT8: QuantType.QUInt8, LayerPrecision.INT16: QuantType.QUInt16}
+_WEIGHT = {LayerPrecision.INT8: QuantType.QInt8, LayerPrecision.INT16: QuantType.QInt16}
+
+
+@dataclass
+class PrecisionPlan:
+    """Every layer's precision; layers not in `layers` (and non-layer ops) get `default`."""
+
+    default: LayerPrecision
+    layers: dict[str, LayerPrecision] = field(default_factory=dict)
+
+    @classmethod
+    def uniform(cls, precision: Precision) -> PrecisionPlan:
+        return cls(LayerPrecision.INT16 if precision is Precision.INT16 else LayerPrecision.INT8)
+
+    @classmethod
+    def uniform_int8(cls) -> PrecisionPlan:
+        return cls(LayerPrecision.INT8)
+
+    def of(self, name: str) -> LayerPrecision:
+        return self.layers.get(name, self.default)
+
+    def high(self) -> list[str]:
+        """Layers above the default precision, in insertion (graph) order."""
+        return [n for n, p in self.layers.items() if p is not self.default]
+
+    @property
+    def uses_16bit(self) -> bool:
+        return self.default is LayerPrecision.INT16 or LayerPrecision.INT16 in self.layers.values()
+
+
+def calibrator_options(method: CalibMethod) -> dict[str, Any]:
+    """create_calibrator extra_options (the percentile to keep).
+
+    Not "max_intermediate_outputs": onnxruntime 1.31's MinMaxCalibrater drops the collected batch
+    without merging its ranges when that limit is hit; quantize.py feeds the calibrator in chunks instead.
+    """
+    if method is CalibMethod.PERCENTILE:
+        return {"percentile": 99.999}
+    return {}
+
+
+def _sixteen_bit_tensors(high16: list[Layer], graph: onnx.GraphProto, tail: set[str]) -> list[str]:
+    """Activation tensors that must be 16-bit so the 16-bit layers read data never rounded to 8 bits.
+
+    From each 16-bit layer's inputs, walk upstream through non-layer ops (Concat, Relu, MaxPool, Add,
+    Resize, ...) to the producing layers or graph inputs: every tensor on the way is produced at 16 bits
+    (otherwise e.g. a Concat's 8-bit inputs would already have lost what the 16-bit reader keeps).
+    """
+    prod = producers(graph)
+    inits = {t.name for t in graph.initializer}
+    seen: set[str] = set()
+    stack = [t for la in high16 for t in la.activations]
+    while stack:
+        t = stack.pop()
+        if t in seen or t in inits:
+            continue
+        seen.add(t)
+        p = prod.get(t)
+        if p is not None and p.op_type not in LAYER_OPS and p.name not in tail:
+            stack.extend(i for i in p.input if i)
+    return sorted(seen)
+
+
+def quantize_static_args(
+    plan: PrecisionPlan, layers: list[Layer], graph: onnx.GraphProto, tail: list[str]
+) -> dict[str, Any]:
+    """Keyword arguments for onnxruntime.quantization.quantize_static (all but model/output/reader).
+
+    `graph` is the graph being quantized; `tail` lists its tail's node names (always excluded).
+    """
+    by_name = {la.name: la for la in layers}
+    exclude = list(tail) + [n for n in by_name if plan.of(n) is LayerPrecision.FLOAT]
+    overrides: dict[str, list[dict[str, Any]]] = {}
+    if plan.default is LayerPrecision.INT8:
+        high16 = [by_name[n] for n in by_name if plan.of(n) is LayerPrecision.INT16]
+        for la in high16:
+            overrides[la.weight] = [{"quant_type": QuantType.QInt16, "axis": la.axis}]
+        readers = consumers(graph)
+        for t in _sixteen_bit_tensors(high16, graph, set(tail)):
+            eight_bit = sorted(
+                n.name
+                for n in readers.get(t, [])
+                if n.name in by_name and plan.of(n.name) is LayerPrecision.INT8
+            )
+            entry: dict[str, Any] = {"quant_type": QuantType.QUInt16}
+            if eight_bit:
+                entry["convert"] = {"quant_type": QuantType.QUInt8, "recv_nodes": set(eight_bit)}
+            overrides[t] = [entry]
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": False,
+        "WeightSymmetric": True,
+        "TensorQuantOverrides": overrides,
+    }
+    return {
+        "quant_format": QuantFormat.QDQ,
+        "per_channel": True,
+        "reduce_range": False,
+        "activation_type": _ACT[plan.default],
+        "weight_type": _WEIGHT[plan.default],
+        "nodes_to_exclude": exclude,
+        "extra_options": extra,
+    }

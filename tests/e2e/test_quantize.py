@@ -1,0 +1,312 @@
+"""`edgepose quantize` end to end on a small seeded end-to-end graph: structure, error ordering,
+determinism, metadata, and every bad input through the CLI (message, exit code, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, numpy_helper
+from typer.testing import CliRunner
+
+from edgepose.cli import app
+from edgepose.quant.graph import QUANT_METHOD_KEY, QUANT_PLAN_KEY, tail_inputs
+from edgepose.quant.options import HighPrecision
+from edgepose.quant.quantize import quantize_model, raw_outputs
+from edgepose.quant.sensitivity import nmse
+from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, TAIL_PREFIX, PoseSpec, Precision
+from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
+
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("quant_e2e")
+    model = build_e2e_model(d / "tiny.onnx", seed=110)
+    calib = make_calib_dir(d / "calib", n=12, seed=111)
+    out = {"dir": d, "float": model, "calib": calib}
+    for p in (Precision.INT8, Precision.INT16, Precision.MIXED):
+        quantize_model(model, calib, d / f"tiny.{p.value}.onnx", precision=p, threads=1)
+        out[p.value] = d / f"tiny.{p.value}.onnx"
+    return out
+
+
+def _zero_point_types(m: onnx.ModelProto) -> dict[str, int]:
+    """Q/DQ node name -> zero-point element type."""
+    inits = {t.name: t for t in m.graph.initializer}
+    return {n.name: inits[n.input[2]].data_type for n in m.graph.node if n.op_type in QDQ}
+
+
+def _weight_bits(m: onnx.ModelProto) -> dict[str, int]:
+    """Conv name -> element type of the quantized weight its DequantizeLinear reads."""
+    inits = {t.name: t for t in m.graph.initializer}
+    prod = {o: n for n in m.graph.node for o in n.output}
+    out = {}
+    for n in m.graph.node:
+        if n.op_type == "Conv" and n.input[1] in prod and prod[n.input[1]].op_type == "DequantizeLinear":
+            out[n.name] = inits[prod[n.input[1]].input[0]].data_type
+    return out
+
+
+def _report(path: Path) -> dict:
+    return json.loads(path.with_name(path.stem + ".quant.json").read_text())
+
+
+def test_zero_point_types_per_precision(work: dict[str, Path]) -> None:
+    act8, w8, act16, w16, bias = (
+        TensorProto.UINT8,
+        TensorProto.INT8,
+        TensorProto.UINT16,
+        TensorProto.INT16,
+        TensorProto.INT32,
+    )
+    z8 = set(_zero_point_types(onnx.load(str(work["int8"]))).values())
+    z16 = set(_zero_point_types(onnx.load(str(work["int16"]))).values())
+    zmix = set(_zero_point_types(onnx.load(str(work["mixed"]))).values())
+    assert z8 == {act8, w8, bias}
+    assert z16 == {act16, w16, bias}
+    assert {act8, w8, act16, w16} <= zmix
+    assert set(_weight_bits(onnx.load(str(work["int8"]))).values()) == {w8}
+    assert len(_weight_bits(onnx.load(str(work["int16"])))) == 7
+
+
+def test_mixed_16_bit_set_equals_the_reported_plan(work: dict[str, Path]) -> None:
+    m = onnx.load(str(work["mixed"]))
+    sixteen = sorted(n for n, t in _weight_bits(m).items() if t == TensorProto.INT16)
+    rep = _report(work["mixed"])
+    props = {p.key: p.value for p in m.metadata_props}
+    assert sixteen == sorted(rep["high_precision_layers"]) == sorted(json.loads(props[QUANT_PLAN_KEY]))
+    assert len(sixteen) == 2 and len(_weight_bits(m)) == 7  # floor(0.3 * 7) of 7 layers
+    ranks = {r["name"]: r["rank"] for r in rep["layers"]}
+    assert sorted(ranks[n] for n in sixteen) == [1, 2]  # the two most sensitive
+    assert rep["fraction_high"] == pytest.approx(2 / 7)
+
+
+@pytest.mark.parametrize("which", ["int8", "int16", "mixed"])
+def test_tail_stays_float_and_contract_is_kept(work: dict[str, Path], which: str) -> None:
+    f, q = onnx.load(str(work["float"])), onnx.load(str(work[which]))
+    prod = {o: n for n in q.graph.node for o in n.output}
+    tail = [n for n in q.graph.node if n.name.startswith(TAIL_PREFIX)]
+    assert len(tail) >= len([n for n in f.graph.node if n.name.startswith(TAIL_PREFIX)])
+    assert not any(n.op_type in QDQ for n in tail)
+    assert not any(i in prod and prod[i].op_type in QDQ for n in tail for i in n.input)
+    assert [(i.name, i.type.tensor_type.elem_type) for i in q.graph.input] == [
+        (i.name, i.type.tensor_type.elem_type) for i in f.graph.input
+    ]
+    assert [o.name for o in q.graph.output] == [DETECTIONS_NAME, NUM_DETS_NAME]
+    props = {p.key: p.value for p in q.metadata_props}
+    spec, fspec = (
+        PoseSpec.from_metadata(props),
+        PoseSpec.from_metadata({p.key: p.value for p in f.metadata_props}),
+    )
+    assert spec == fspec.replace(precision=Precision(which))
+    assert json.loads(props[QUANT_METHOD_KEY])["method"] == "minmax"
+    assert q.ir_version <= 10
+    sess = ort.InferenceSession(str(work[which]), providers=["CPUExecutionProvider"])
+    det, num = sess.run(None, {INPUT_NAME: np.full((1, 3, 128, 128), 0.4, np.float32)})
+    assert det.shape == (1, 20, 57) and det.dtype == np.float32 and num.dtype == np.int64
+
+
+def test_raw_output_error_orders_16_mixed_8(work: dict[str, Path]) -> None:
+    from edgepose.quant.calib import CalibrationSet
+
+    spec = PoseSpec.from_metadata({p.key: p.value for p in onnx.load(str(work["float"])).metadata_props})
+    images = CalibrationSet(work["calib"], spec).subset(6)
+    f = onnx.load(str(work["float"]))
+    assert tail_inputs(f) == ["raw_s4", "raw_s8"]
+    ref = raw_outputs(f, images, threads=1)
+    err = {
+        k: nmse(raw_outputs(onnx.load(str(work[k])), images, threads=1), ref)
+        for k in ("int16", "mixed", "int8")
+    }
+    assert err["int16"] < err["mixed"] < err["int8"], err
+    assert err["int16"] < err["int8"] / 20  # 16 bits is near-lossless by comparison
+    assert err["mixed"] < 0.8 * err["int8"]  # 2 of 7 layers at 16 bits remove > 20% of the 8-bit error
+    assert err["int8"] < 1e-2  # and 8 bits is still a faithful model
+    rep = _report(work["mixed"])
+    assert rep["raw_nmse"] < rep["raw_nmse_int8"]
+
+
+def test_quantizing_twice_gives_identical_plan_bytes_and_outputs(work: dict[str, Path]) -> None:
+    again = work["dir"] / "again.mixed.onnx"
+    quantize_model(work["float"], work["calib"], again, precision=Precision.MIXED, threads=1)
+    assert _report(again)["high_precision_layers"] == _report(work["mixed"])["high_precision_layers"]
+    a, b = onnx.load(str(again)), onnx.load(str(work["mixed"]))
+    assert a.SerializeToString() == b.SerializeToString()
+    x = np.random.default_rng(112).random((1, 3, 128, 128), dtype=np.float32)
+    outs = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
+        for p in (again, work["mixed"])
+    ]
+    for u, v in zip(*outs, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_high_precision_float_excludes_the_sensitive_layers(work: dict[str, Path]) -> None:
+    out = work["dir"] / "tiny.mf.onnx"
+    rep = quantize_model(
+        work["float"],
+        work["calib"],
+        out,
+        precision=Precision.MIXED,
+        high_precision=HighPrecision.FLOAT,
+        threads=1,
+    )
+    m = onnx.load(str(out))
+    bits = _weight_bits(m)
+    high = rep.high_precision_layers()
+    assert len(high) == 2 and not set(high) & set(bits)  # float weights: no DQ feeds them
+    assert set(bits.values()) == {TensorProto.INT8} and len(bits) == 5
+    assert all(inits.data_type != TensorProto.INT16 for inits in m.graph.initializer)
+    conv_w = {n.name: n.input[1] for n in m.graph.node if n.op_type == "Conv"}
+    inits = {t.name: t for t in m.graph.initializer}
+    assert all(inits[conv_w[n]].data_type == TensorProto.FLOAT for n in high)
+
+
+def test_max_drop_promotes_until_the_probe_error_fits(work: dict[str, Path]) -> None:
+    r8 = _report(work["int8"])["raw_nmse"]
+    loose = quantize_model(
+        work["float"],
+        work["calib"],
+        work["dir"] / "loose.onnx",
+        precision=Precision.MIXED,
+        max_drop=r8 * 10,
+        threads=1,
+    )
+    assert loose.high_precision_layers() == [] and loose.budget is None
+    tight = quantize_model(
+        work["float"],
+        work["calib"],
+        work["dir"] / "tight.onnx",
+        precision=Precision.MIXED,
+        max_drop=r8 / 1e4,
+        threads=1,
+    )
+    assert len(tight.high_precision_layers()) == 7
+
+
+def test_cli_writes_model_report_and_table(work: dict[str, Path]) -> None:
+    out = work["dir"] / "cli.onnx"
+    res = runner.invoke(
+        app,
+        [
+            "quantize",
+            str(work["float"]),
+            "--calib",
+            str(work["calib"]),
+            "--bits",
+            "8",
+            "--num-calib",
+            "6",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "/c3b/Conv" in res.output and "6 images, minmax" in res.output
+    rep = json.loads((work["dir"] / "cli.quant.json").read_text())
+    assert rep["num_calib"] == 6 and rep["precision"] == "int8" and len(rep["layers"]) == 7
+    onnx.checker.check_model(onnx.load(str(out)))
+
+
+def _bad_setups(work: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], str]]:
+    empty = tmp / "empty"
+    empty.mkdir()
+    bare = onnx.load(str(work["float"]))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp / "bare.onnx"))
+    shutil.copy(work["int8"], tmp / "q8.onnx")
+    m, c = str(work["float"]), str(work["calib"])
+    return {
+        "empty calib": ([m, "--calib", str(empty), "--bits", "8"], "no images in"),
+        "missing calib": ([m, "--calib", str(tmp / "nope"), "--bits", "8"], "does not exist"),
+        "too few": (
+            [m, "--calib", c, "--bits", "8", "--num-calib", "50"],
+            "--num-calib 50 asks for more images than",
+        ),
+        "not edgepose": ([str(tmp / "bare.onnx"), "--calib", c, "--bits", "8"], "no edgepose metadata"),
+        "quantized": (
+            [str(tmp / "q8.onnx"), "--calib", c, "--bits", "8"],
+            "already quantized (precision int8)",
+        ),
+        "budget": ([m, "--calib", c, "--mixed", "--budget", "1.5"], "--budget 1.5 is outside (0, 1)"),
+        "budget 0": ([m, "--calib", c, "--mixed", "--budget", "0"], "--budget 0.0 is outside (0, 1)"),
+        "bits 4": ([m, "--calib", c, "--bits", "4"], "--bits 4 is not supported"),
+        "both": ([m, "--calib", c, "--bits", "8", "--mixed"], "choose exactly one of"),
+        "budget without mixed": (
+            [m, "--calib", c, "--bits", "8", "--budget", "0.2"],
+            "apply to --mixed only",
+        ),
+        "max-drop": ([m, "--calib", c, "--mixed", "--max-drop", "-1"], "--max-drop -1.0 must be a positive"),
+    }
+
+
+BAD = (
+    "empty calib", "missing calib", "too few", "not edgepose", "quantized", "budget", "budget 0", "bits 4",
+    "both", "budget without mixed", "max-drop",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_cli_bad_inputs_fail_in_one_line_and_write_nothing(
+    work: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    args, message = _bad_setups(work, tmp_path)[case]
+    out = tmp_path / "out" / "model.onnx"
+    out.parent.mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    res = runner.invoke(app, ["quantize", *args, "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert message in res.output and res.output.count("error:") == 1
+    assert len(res.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no model, no report, no temp file
+    assert not list(out.parent.iterdir())
+    assert numpy_helper is not None
+
+
+@pytest.mark.slow
+def test_real_export_keeps_head_outputs_and_tail_float(tiny_onnx: Path, tmp_path: Path) -> None:
+    """The export helper's end-to-end tiny model: 8 and 16 bits, float from the head convs on."""
+    from edgepose.quant.calib import CalibrationSet
+    from edgepose.quant.graph import LAYER_OPS
+
+    calib = make_calib_dir(tmp_path / "calib", n=4, seed=113)
+    f = onnx.load(str(tiny_onnx))
+    spec = PoseSpec.from_metadata({p.key: p.value for p in f.metadata_props})
+    images = CalibrationSet(calib, spec).subset(2)
+    ref = raw_outputs(f, images, threads=1)
+    outs = {}
+    for p in (Precision.INT8, Precision.INT16):
+        out = tmp_path / f"t.{p.value}.onnx"
+        outs[p] = quantize_model(tiny_onnx, calib, out, precision=p, num_probe_images=2, threads=1)
+        q = onnx.load(str(tmp_path / f"t.{p.value}.onnx"))
+        prod = {o: n for n in q.graph.node for o in n.output}
+        for t in tail_inputs(q):  # walk back to the head conv: no Q/DQ on the way
+            n = prod[t]
+            while n.op_type not in LAYER_OPS:
+                assert n.op_type not in QDQ, (t, n.name)
+                n = prod[n.input[0]]
+        assert not any(n.op_type in QDQ for n in q.graph.node if n.name.startswith(TAIL_PREFIX))
+    e8 = nmse(raw_outputs(onnx.load(str(tmp_path / "t.int8.onnx")), images, threads=1), ref)
+    e16 = nmse(raw_outputs(onnx.load(str(tmp_path / "t.int16.onnx")), images, threads=1), ref)
+    assert e16 < e8 / 100 and e8 < 2e-2, (e16, e8)
+    assert outs[Precision.INT8].raw_nmse < 2e-2 and len(outs[Precision.INT8].layers) >= 20
+    # 16 bits: the detections themselves match float (nearest box, L-inf, px).
+    x = images[0]
+    fd, fn = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"]).run(
+        None, {INPUT_NAME: x}
+    )
+    qd, qn = ort.InferenceSession(str(tmp_path / "t.int16.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {INPUT_NAME: x}
+    )
+    assert abs(int(fn[0]) - int(qn[0])) <= 1 and int(fn[0]) > 5
+    fb, qb = fd[0, : int(fn[0]), :4], qd[0, : int(qn[0]), :4]
+    nearest = np.abs(fb[:, None, :] - qb[None, :, :]).max(-1).min(1)  # (n_float,)
+    assert np.percentile(nearest, 90) < 0.5, nearest
