@@ -1,0 +1,213 @@
+"""`export_model`: checkpoint -> one verified ONNX file (end-to-end, or the raw head with nms=False).
+
+Steps: validate options -> load checkpoint -> fold BatchNorm -> trace raw net and decode (simplified
+with onnxslim) -> join + NMS tail -> opset/IR pin -> metadata -> onnx.checker full check ->
+verification against PyTorch in onnxruntime -> atomic write. Nothing is written unless all pass.
+
+Thresholds: the baked defaults are the deployment setting (score 0.25, IoU 0.45, max_det 100). For COCO
+evaluation use a low score threshold (0.001) and max_det >= 100 — feed `score_threshold` at run time or
+export with --conf 0.001; max_det fixes the output shape, so it can only be lowered at run time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import onnx
+
+from edgepose import __version__
+from edgepose.errors import ExportError
+from edgepose.export import onnxio
+from edgepose.export.tail import TAIL_MIN_OPSET
+from edgepose.export.verify import VerifyResult, verify_export
+from edgepose.fsio import check_parent
+from edgepose.spec import GraphKind, InputFormat, PoseSpec, Precision
+
+if TYPE_CHECKING:
+    from edgepose.nn.model import PoseModel
+
+DEFAULT_OPSET = 17  # NonMaxSuppression 11+, the tail 13+; 17 loads on every onnxruntime of the last years
+RAW_MIN_OPSET = 11  # the raw head alone (Resize for the neck's upsample)
+TRACE_MAX_OPSET = 20  # the TorchScript exporter's newest; 21 is reached with onnx.version_converter
+MAX_OPSET = 21  # int16 QuantizeLinear needs 21; onnxruntime 1.31 runs it
+DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET = 0.25, 0.45, 100  # the deployment setting
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    spec: PoseSpec
+    opset: int
+    ir_version: int
+    nodes: onnxio.NodeCounts
+    verify: VerifyResult | None  # None when verify=False
+    seconds: float
+    size_bytes: int
+
+    @property
+    def max_box_diff(self) -> float:
+        return self.verify.max_box_diff if self.verify else float("nan")
+
+    @property
+    def max_kpt_diff(self) -> float:
+        return self.verify.max_kpt_diff if self.verify else float("nan")
+
+    @property
+    def detections_compared(self) -> int:
+        return self.verify.detections if self.verify else 0
+
+
+def _check_options(
+    size: tuple[int, int],
+    strides: tuple[int, ...],
+    *,
+    opset: int,
+    nms: bool,
+    batch: int,
+    dynamic_batch: bool,
+    conf: float,
+    iou: float,
+    max_det: int,
+) -> None:
+    m = max(strides)
+    for side in size:
+        if side <= 0 or side % m:
+            near = max(m, round(side / m) * m)
+            raise ExportError(
+                f"--img {side} is not divisible by the largest stride {m}; use a multiple of {m}, e.g. {near}"
+            )
+    lo = TAIL_MIN_OPSET if nms else RAW_MIN_OPSET
+    if opset < lo:
+        why = "NonMaxSuppression needs 10+, the detection tail 13+" if nms else "the raw head needs 11+"
+        raise ExportError(
+            f"--opset {opset} is too low ({why}); use --opset {DEFAULT_OPSET} (default) or {lo}-{MAX_OPSET}"
+        )
+    if opset > MAX_OPSET:
+        raise ExportError(f"--opset {opset} is not supported; use {lo}-{MAX_OPSET} (default {DEFAULT_OPSET})")
+    if batch < 1:
+        raise ExportError(f"--batch {batch} must be >= 1")
+    if dynamic_batch and batch != 1:
+        raise ExportError(f"--batch {batch} and --dynamic-batch exclude each other; pass one of them")
+    for opt, v in (("--conf", conf), ("--iou", iou)):
+        if not 0.0 <= v <= 1.0:
+            raise ExportError(f"{opt} {v} is out of range; use a value in [0, 1] (e.g. {opt} 0.25)")
+    if max_det < 1:
+        raise ExportError(f"--max-det {max_det} must be >= 1 (100 is the default, 300 for crowded scenes)")
+
+
+def _raw_shapes(raw: onnx.ModelProto) -> list[tuple[int, ...]]:
+    """Raw output shapes with a dynamic batch read as 1 (for tracing the decode)."""
+    return [tuple(d.dim_value or 1 for d in o.type.tensor_type.shape.dim) for o in raw.graph.output]
+
+
+def build_graph(
+    model: PoseModel, spec: PoseSpec, *, opset: int, batch: int, dynamic_batch: bool
+) -> onnx.ModelProto:
+    """The ONNX graph for a (BN-folded) PoseModel as `spec` describes it (graph kind, size, format)."""
+    from edgepose.export.deploy import export_decode, export_raw, join_end2end
+
+    trace_opset = min(opset, TRACE_MAX_OPSET)
+    raw = export_raw(
+        model,
+        size=spec.input_size,
+        batch=batch,
+        input_format=spec.input_format,
+        opset=trace_opset,
+        dynamic_batch=dynamic_batch,
+    )
+    graph = raw
+    if spec.graph is GraphKind.END2END:
+        dec, decode_kpts = export_decode(
+            model, _raw_shapes(raw), opset=trace_opset, dynamic_batch=dynamic_batch
+        )
+        graph = join_end2end(
+            raw,
+            dec,
+            decode_kpts,
+            num_keypoints=spec.num_keypoints,
+            max_det=spec.max_det,
+            conf=spec.conf_threshold,
+            iou=spec.iou_threshold,
+        )
+    if opset > trace_opset:
+        from onnx import version_converter
+
+        graph = version_converter.convert_version(graph, opset)
+    return graph
+
+
+def export_model(
+    ckpt_path: str | Path,
+    out_path: str | Path,
+    *,
+    img: int | tuple[int, int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    conf: float = DEFAULT_CONF,
+    iou: float = DEFAULT_IOU,
+    max_det: int = DEFAULT_MAX_DET,
+    input_format: InputFormat = InputFormat.FLOAT,
+    nms: bool = True,
+    verify: bool = True,
+) -> ExportReport:
+    """Export checkpoint `ckpt_path` to `out_path`; see the module docstring for the steps.
+
+    `img` is the square side or (H, W) of the network input (default: the model config's size).
+    Raises ExportError / ModelFileError / OutputError with a one-line message; writes nothing then.
+    """
+    from edgepose.nn.checkpoint import load_checkpoint
+    from edgepose.nn.model import fuse_conv_bn
+
+    start = time.perf_counter()
+    check_parent(out_path)  # fail before the slow part
+    ck = load_checkpoint(ckpt_path)
+    size = (img, img) if isinstance(img, int) else tuple(img) if img is not None else (ck.cfg.input_size,) * 2
+    _check_options(
+        size,
+        ck.model.strides,
+        opset=opset,
+        nms=nms,
+        batch=batch,
+        dynamic_batch=dynamic_batch,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+    )
+    if ck.spec.num_keypoints != ck.model.num_keypoints:
+        raise ExportError(
+            f"{ckpt_path}: its spec names {ck.spec.num_keypoints} keypoints but the model predicts "
+            f"{ck.model.num_keypoints}; re-save the checkpoint with a matching spec"
+        )
+    spec = ck.spec.replace(
+        name=ck.spec.name if ck.spec.name != PoseSpec.name else ck.cfg.name,
+        input_size=size,
+        input_format=InputFormat(input_format),
+        strides=tuple(ck.model.strides),
+        conf_threshold=float(conf),
+        iou_threshold=float(iou),
+        max_det=int(max_det),
+        graph=GraphKind.END2END if nms else GraphKind.RAW,
+        precision=Precision.FLOAT,
+        version=__version__,
+    )
+    graph = build_graph(fuse_conv_bn(ck.model), spec, opset=opset, batch=batch, dynamic_batch=dynamic_batch)
+    ir = onnxio.pin_ir_version(graph)
+    onnxio.set_metadata(graph, spec)
+    graph.producer_name, graph.producer_version = "edgepose", __version__
+    onnxio.check(graph)
+    result = verify_export(graph, ck.model, spec, batch=None if dynamic_batch else batch) if verify else None
+    path = onnxio.save(graph, out_path)
+    return ExportReport(
+        path=path,
+        spec=spec,
+        opset=opset,
+        ir_version=ir,
+        nodes=onnxio.node_counts(graph),
+        verify=result,
+        seconds=time.perf_counter() - start,
+        size_bytes=path.stat().st_size,
+    )

@@ -1,0 +1,221 @@
+"""Export self-check: the ONNX graph in onnxruntime vs the PyTorch model + `nn.decode` + reference NMS.
+
+On a few synthetic sample images, at the baked score threshold and at a low one (the evaluation setting,
+many candidates) fed at run time through the graph's threshold input, four checks per image:
+
+1. candidates: every box the graph feeds its NMS (all N, exposed as extra outputs for the check) is
+   within PX_TOL px of PyTorch's, every score within PROB_TOL;
+2. NMS: the graph's kept boxes/scores equal the reference NMS run on the graph's own candidates,
+   exactly (same count, same order, same values) — this is what proves the in-graph tail;
+3. keypoints: the kept rows' keypoints are within PX_TOL px (conf within PROB_TOL) of PyTorch's;
+4. end to end: the kept candidates are the ones PyTorch + reference NMS keeps.
+
+Why 4 may legitimately differ: NMS is a hard decision; at a low threshold ~10^5 IoU comparisons are
+made per image, and candidates that differ by 1e-4 px (float rounding, conv order) can put one IoU on
+the other side of the threshold. Such an image is counted as `borderline`, not an error, only when
+checks 1-3 passed — then the difference can only come from that rounding. Tied scores likewise let
+the runtime order equal-scored boxes its own way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+
+from edgepose.errors import ExportError
+from edgepose.export.reference import nms, reference_detections
+from edgepose.export.tail import tail_inputs
+from edgepose.nn.decode import decode
+from edgepose.nn.model import PoseModel
+from edgepose.runtime.letterbox import letterbox
+from edgepose.spec import INPUT_NAME, SCORE_THR_NAME, GraphKind, InputFormat, PoseSpec
+
+VERIFY_SEED = 7  # synthetic sample images; a seed no dataset role uses (train 1, val 2, calibration 3)
+VERIFY_IMAGES = 4
+PX_TOL = 0.01  # boxes and keypoint x, y, in network-input pixels
+PROB_TOL = 1e-4  # scores and keypoint confidences
+LOW_CONF = 0.001  # the evaluation setting: many candidates reach the NMS
+
+Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (B, N, 4), scores (B, N), kpts (B, N, 3K)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    images: int
+    detections: int  # kept rows compared with PyTorch, over all images and thresholds
+    max_box_diff: float  # px, over every candidate the NMS sees
+    max_kpt_diff: float  # px
+    max_prob_diff: float  # scores and keypoint confidences
+    thresholds: tuple[float, ...]
+    borderline: int  # (image, threshold) pairs where a rounding-level difference flipped an NMS decision
+
+
+def sample_images(n: int, size: tuple[int, int], seed: int = VERIFY_SEED) -> np.ndarray:
+    """(n, 3, H, W) uint8 RGB synthetic scenes with people, letterboxed like deployment input."""
+    from edgepose.data.synth import render_sample
+
+    out = []
+    for i in range(n):
+        bgr = render_sample(seed, i, max(size)).image  # (S, S, 3) uint8 BGR
+        boxed, _ = letterbox(bgr, size)  # (H, W, 3)
+        out.append(boxed[:, :, ::-1].transpose(2, 0, 1))  # BGR HWC -> RGB (3, H, W)
+    return np.ascontiguousarray(np.stack(out))  # (n, 3, H, W)
+
+
+def to_input(images: np.ndarray, fmt: InputFormat) -> np.ndarray:
+    """uint8 RGB (B, 3, H, W) -> the graph's input tensor (as runtime.preprocess makes it)."""
+    return images if fmt is InputFormat.UINT8 else images.astype(np.float32) / np.float32(255.0)
+
+
+def torch_candidates(model: PoseModel, images: np.ndarray) -> Candidates:
+    """PyTorch model + decode on uint8 RGB images (B, 3, H, W)."""
+    x = torch.from_numpy(to_input(images, InputFormat.FLOAT))
+    with torch.no_grad():
+        return _decoded(model(x), model)
+
+
+def _decoded(raw: list[torch.Tensor], model: PoseModel) -> Candidates:
+    with torch.no_grad():
+        boxes, scores, kpts = decode(raw, model.anchors, model.strides)
+    return boxes.numpy(), scores.numpy(), kpts.flatten(2).numpy()  # (B, N, 4), (B, N), (B, N, K*3)
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.box = self.kpt = self.prob = 0.0
+        self.rows = self.borderline = 0
+
+    def check(self, box: float, kpt: float, prob: float, where: str) -> None:
+        if box > PX_TOL or kpt > PX_TOL or prob > PROB_TOL:
+            raise ExportError(
+                f"export verification failed ({where}): max box diff {box:.4g} px, keypoint diff "
+                f"{kpt:.4g} px (limit {PX_TOL}), score/conf diff {prob:.3g} (limit {PROB_TOL}); "
+                "the graph is not written"
+            )
+        self.box, self.kpt, self.prob = max(self.box, box), max(self.kpt, kpt), max(self.prob, prob)
+
+
+def _compare(
+    got: np.ndarray,
+    boxes_o: np.ndarray,
+    scores_o: np.ndarray,
+    cand_t: Candidates,
+    conf: float,
+    spec: PoseSpec,
+    tally: _Tally,
+    where: str,
+) -> None:
+    """One image: `got` (n, 6 + 3K) are the graph's detections; boxes_o (N, 4) / scores_o (N,) the
+    candidates its NMS saw; cand_t PyTorch's candidates (N, 4), (N,), (N, 3K)."""
+    boxes_t, scores_t, kpts_t = cand_t
+    # 1. every candidate the NMS sees
+    tally.check(
+        float(np.abs(boxes_o - boxes_t).max()),
+        0.0,
+        float(np.abs(scores_o - scores_t).max()),
+        f"{where}, candidates before NMS",
+    )
+    # 2. the graph's NMS == the reference NMS on the graph's own candidates (bit-exact: gathered copies)
+    keep_o = nms(boxes_o, scores_o, spec.iou_threshold, conf, spec.max_det)
+    want = np.concatenate(
+        [boxes_o[keep_o], scores_o[keep_o, None], np.zeros((len(keep_o), 1), np.float32)], 1
+    )
+    if got.shape[0] != len(keep_o) or not np.array_equal(got[:, :6], want):
+        above = scores_o[scores_o > conf]
+        if len(np.unique(above)) == len(above):  # no tied scores: no legitimate reason to differ
+            n = min(len(got), len(keep_o))
+            first = next((r for r in range(n) if not np.array_equal(got[r, :6], want[r])), n)
+            raise ExportError(
+                f"export verification failed ({where}): the graph's NMS kept {len(got)} detections, "
+                f"the reference NMS on the same candidates kept {len(keep_o)}, "
+                f"first different at rank {first}; "
+                "the graph is not written"
+            )
+        tally.borderline += 1  # tied scores: the runtime may order equal-scored boxes its own way
+        return
+    # 3. the kept rows' keypoints against PyTorch's decode of the same candidates
+    if len(keep_o):
+        kd = np.abs(got[:, 6:].astype(np.float64) - kpts_t[keep_o]).reshape(len(keep_o), -1, 3)  # (n, K, 3)
+        tally.check(
+            0.0, float(kd[..., :2].max()), float(kd[..., 2].max()), f"{where}, keypoints of kept rows"
+        )
+    # 4. the same detections as PyTorch + reference NMS. Candidates agree within tolerance and the tail is
+    # exact, so a different kept set can only come from a rounding-level flip of an IoU/score comparison.
+    keep_t = nms(boxes_t, scores_t, spec.iou_threshold, conf, spec.max_det)
+    if np.array_equal(keep_t, keep_o):
+        tally.rows += len(keep_o)
+    else:
+        tally.borderline += 1
+
+
+def _session(model: onnx.ModelProto):  # -> onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # a check, not a benchmark: stay polite on small machines
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # no warning about the threshold initializers being inputs: on purpose
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def _with_candidate_outputs(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy that also outputs the candidates the NMS tail reads: boxes (B, N, 4), scores (B, N)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    boxes, scores, _ = tail_inputs(graph)
+    out.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in (boxes, scores)
+    )
+    return out
+
+
+def verify_export(
+    graph: onnx.ModelProto,
+    model: PoseModel,
+    spec: PoseSpec,
+    *,
+    batch: int | None,
+    num_images: int = VERIFY_IMAGES,
+    images: np.ndarray | None = None,
+) -> VerifyResult:
+    """Compare `graph` (end-to-end or raw, as spec.graph says) with `model`; ExportError on a mismatch.
+
+    `batch` is the graph's static batch (None: dynamic, fed 2 images at a time). `images`
+    (n, 3, H, W) uint8 RGB replaces the synthetic samples.
+    """
+    if images is None:
+        n = num_images if batch is None else batch * -(-num_images // batch)  # whole static batches
+        images = sample_images(n, spec.input_size)
+    end2end = spec.graph is GraphKind.END2END
+    sess = _session(_with_candidate_outputs(graph) if end2end else graph)
+    tally, thresholds, step = _Tally(), (spec.conf_threshold, LOW_CONF), batch or 2
+    for start in range(0, len(images), step):
+        imgs = images[start : start + step]
+        cand_t = torch_candidates(model, imgs)
+        feed = {INPUT_NAME: to_input(imgs, spec.input_format)}
+        if not end2end:
+            cand_o = _decoded([torch.from_numpy(r) for r in sess.run(None, feed)], model)  # from the raw maps
+        for conf in thresholds:
+            if end2end:
+                # The baked default is used when the input is omitted; LOW_CONF is fed (run-time override).
+                extra = {} if conf == spec.conf_threshold else {SCORE_THR_NAME: np.array(conf, np.float32)}
+                det, num, boxes_o, scores_o = sess.run(
+                    None, {**feed, **extra}
+                )  # (B, max_det, 6+3K), (B,), ...
+                if any(det[i, num[i] :].any() for i in range(len(imgs))):
+                    raise ExportError("export verification failed: the padding rows are not all zero")
+                got = [det[i, : num[i]] for i in range(len(imgs))]
+            else:
+                boxes_o, scores_o = cand_o[0], cand_o[1]
+                got = reference_detections(*cand_o, conf=conf, iou=spec.iou_threshold, max_det=spec.max_det)
+            for i in range(len(imgs)):
+                where = f"image {start + i} at score threshold {conf:g}"
+                _compare(
+                    got[i], boxes_o[i], scores_o[i], tuple(c[i] for c in cand_t), conf, spec, tally, where
+                )
+    return VerifyResult(
+        len(images), tally.rows, tally.box, tally.kpt, tally.prob, thresholds, tally.borderline
+    )

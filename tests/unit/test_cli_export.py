@@ -1,0 +1,86 @@
+"""`edgepose export` through typer's CliRunner: bad inputs are one-line errors that leave nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from edgepose.cli import app
+from edgepose.export.onnxio import read_spec
+from edgepose.spec import GraphKind, InputFormat
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["export", *args])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--opset", "9"],
+            "error: --opset 9 is too low (NonMaxSuppression needs 10+, the detection tail 13+); "
+            "use --opset 17 (default) or 13-21",
+        ),
+        (["--opset", "12"], "error: --opset 12 is too low"),
+        (["--opset", "22"], "error: --opset 22 is not supported; use 13-21 (default 17)"),
+        (
+            ["--img", "100"],
+            "error: --img 100 is not divisible by the largest stride 32; use a multiple of 32, e.g. 96",
+        ),
+        (["--batch", "2", "--dynamic-batch"], "error: --batch 2 and --dynamic-batch exclude each other"),
+        (["--conf", "1.5"], "error: --conf 1.5 is out of range; use a value in [0, 1]"),
+        (["--max-det", "0"], "error: --max-det 0 must be >= 1"),
+    ],
+)
+def test_bad_options(lively_checkpoint: Path, tmp_path: Path, extra: list[str], message: str) -> None:
+    out = tmp_path / "m.onnx"
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out), *extra)
+    assert code == 1
+    assert text.startswith(message) and text.count("\n") == 1, text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    fake = tmp_path / "weights.pt"
+    fake.write_text("not a model\n")
+    code, text = _run("--weights", str(fake), "--out", str(tmp_path / "m.onnx"))
+    assert code == 1
+    fix = "pass a checkpoint (.pt) from `edgepose train`"
+    assert text == f"error: {fake} is not a PyTorch checkpoint (unrecognised file contents); {fix}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
+
+
+def test_missing_output_folder(lively_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "m.onnx"
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out))
+    assert code == 1
+    assert text == f"error: output folder {out.parent} does not exist; create it or choose another --out\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_raw_export_prints_summary_and_writes_metadata(lively_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "raw.onnx"
+    code, text = _run(
+        "--weights",
+        str(lively_checkpoint),
+        "--out",
+        str(out),
+        "--no-nms",
+        "--img",
+        "96",
+        "--input-format",
+        "uint8",
+    )
+    assert code == 0, text
+    assert f"wrote {out}" in text and "raw graph, 96x96 uint8 input, opset 17, IR 8" in text
+    assert "verified on 4 images at score thresholds 0.25, 0.001:" in text
+    spec = read_spec(onnx.load(str(out)))
+    assert (spec.graph, spec.input_size, spec.input_format) == (GraphKind.RAW, (96, 96), InputFormat.UINT8)
+    assert [p.name for p in tmp_path.iterdir()] == ["raw.onnx"]  # no temp file left beside it
