@@ -13,11 +13,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## The main job on the shipped default model.
+## The main job on the shipped default model: export -> int16 / int8 / mixed quantization -> bench,
+## on a freshly generated synthetic val set (seed 2). Writes bench_out/bench.{json,md,png}.
 demo: setup
-	$(VENV)/bin/edgepose data synth --out demo_out/val --num-images 64 --seed 2024 --overwrite
-	$(VENV)/bin/edgepose data preview demo_out/val --out demo_out/preview.jpg
-	$(VENV)/bin/edgepose val --pred demo_out/val/annotations.json --gt demo_out/val/annotations.json
+	$(VENV)/bin/edgepose bench --out bench_out
 
 ## The whole test suite (CI runs exactly this).
 test: setup
@@ -27,4 +26,4 @@ lint: setup
 	$(VENV)/bin/ruff check edgepose tests scripts
 
 clean:
-	rm -rf demo_out .pytest_cache .ruff_cache
+	rm -rf bench_out .bench_cache .pytest_cache .ruff_cache

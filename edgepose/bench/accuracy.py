@@ -1,0 +1,102 @@
+"""COCO OKS accuracy of one model on a val set, streamed through the runtime, image by image."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.bench.cocostream import StreamingKeypointEval
+from edgepose.data.coco import read_coco
+from edgepose.data.coco_eval import KeypointMetrics, detections_to_coco
+from edgepose.data.types import PoseDataset
+from edgepose.errors import ConfigError, DataError
+from edgepose.runtime.estimator import PoseEstimator
+from edgepose.runtime.sources import read_image
+
+# COCOeval scores keypoints with maxDets=[20] and drops the rest per image: keeping only the 20 best
+# detections of each image gives identical metrics and bounds the memory per image.
+COCO_KPT_MAX_DETS = 20
+# The COCO evaluation setting: a low score threshold and max_det 100 so that AP sees the whole
+# precision-recall curve (the deployment setting, 0.25 / 0.45, would cut it and understate AP).
+EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.65, 100
+ANNOTATIONS_FILE = "annotations.json"
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(frozen=True)
+class ValSet:
+    """The val annotations; images are read lazily, by path."""
+
+    dataset: PoseDataset
+    source: Path
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def typical_size(self) -> tuple[int, int]:
+        """The most common (H, W) of the val images, from the annotation file."""
+        sizes = [(r.height, r.width) for r in self.dataset.records]
+        return max(set(sizes), key=sizes.count)
+
+
+def load_val(data: str | os.PathLike[str], num_images: int | None = None) -> ValSet:
+    """A COCO keypoints JSON, or a folder holding annotations.json (+ images/); the first `num_images`."""
+    path = Path(data)
+    if path.is_dir():
+        json_path = path / ANNOTATIONS_FILE
+        if not json_path.is_file():
+            raise DataError(
+                f"{path}: no {ANNOTATIONS_FILE} in this folder; pass a COCO keypoints JSON "
+                "(--data FILE.json) or a folder made by `edgepose data synth`"
+            )
+    elif path.is_file():
+        json_path = path
+    else:
+        raise DataError(f"--data {path}: no such file or folder; pass a COCO keypoints JSON or its folder")
+    dataset = read_coco(json_path)
+    if num_images is not None:
+        if num_images < 1:
+            raise ConfigError(f"--num-images must be >= 1, got {num_images}")
+        dataset = PoseDataset(
+            dataset.image_dir, dataset.records[:num_images], dataset.keypoint_names, dataset.skeleton
+        )
+    if not len(dataset):
+        raise DataError(f"{json_path}: the val set has no images; pass a COCO keypoints JSON with images")
+    return ValSet(dataset, json_path)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    metrics: KeypointMetrics
+    num_images: int
+    num_detections: int  # kept for scoring (at most COCO_KPT_MAX_DETS per image)
+
+
+def evaluate(
+    estimator: PoseEstimator,
+    val: ValSet,
+    *,
+    conf: float | None,
+    iou: float | None,
+    max_det: int | None,
+    progress: Progress | None = None,
+) -> Accuracy:
+    """Run every val image through `estimator` and score the detections with pycocotools.
+
+    Images are read one at a time and scored in chunks (edgepose.bench.cocostream), so memory stays
+    flat however many images the val set has.
+    """
+    scorer = StreamingKeypointEval(val.dataset)
+    total = len(val)
+    for i, rec in enumerate(val.dataset.records):
+        res = estimator(read_image(val.dataset.image_path(rec)), conf=conf, iou=iou, max_det=max_det)
+        top = np.argsort(-res.scores, kind="stable")[:COCO_KPT_MAX_DETS]
+        scorer.add(rec, detections_to_coco(rec.image_id, res.boxes[top], res.scores[top], res.keypoints[top]))
+        if progress:
+            progress(i + 1, total)
+    return Accuracy(scorer.metrics(), total, scorer.num_detections)

@@ -1,0 +1,127 @@
+"""What to benchmark: ONNX files as they are, or a checkpoint exported and quantized into cached variants."""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET
+from edgepose.bench.cache import BenchCache, file_digest, make_key
+from edgepose.errors import ModelFileError
+from edgepose.spec import Precision
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Warn = Callable[[str], None]
+ONNX_SUFFIX = ".onnx"
+# Quantization options bench uses (the `edgepose quantize` defaults); part of every cache key.
+QUANT_BUDGET = 0.3
+
+
+class SourceKind(str, enum.Enum):
+    CHECKPOINT = "checkpoint"
+    ONNX = "onnx"
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    path: Path
+    kind: SourceKind
+    digest: str  # sha256 of the bytes: duplicates are found by content, not by name
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model file to measure."""
+
+    label: str  # the Model column: checkpoint stem or the ONNX path as given
+    path: Path
+    source: SourceKind
+    variant: Precision | None  # known for checkpoint variants; ONNX files: read from metadata later
+    cached: bool | None = None  # checkpoint variants: True when reused from the cache
+    group: str = ""  # ΔAP is taken against the float row of the same group
+
+
+def resolve_inputs(paths: Sequence[str | os.PathLike[str]], warn: Warn) -> list[ModelInput]:
+    """Check every model path exists; drop repeats of the same bytes with a warning (first one kept)."""
+    out: list[ModelInput] = []
+    seen: dict[str, Path] = {}
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise ModelFileError(
+                f"{p}: no such file; pass a checkpoint (.pt) or an ONNX file from `edgepose export`"
+            )
+        if not p.is_file():
+            raise ModelFileError(f"{p} is a folder; pass a checkpoint (.pt) or an ONNX file")
+        digest = file_digest(p)
+        if digest in seen:
+            same = "given twice" if seen[digest].resolve() == p.resolve() else f"identical to {seen[digest]}"
+            warn(f"{p} is {same}; benchmarking it once (rows are per distinct model file)")
+            continue
+        seen[digest] = p
+        kind = SourceKind.ONNX if p.suffix.lower() == ONNX_SUFFIX else SourceKind.CHECKPOINT
+        out.append(ModelInput(p, kind, digest))
+    return out
+
+
+def prepare_checkpoint(
+    model: ModelInput,
+    variants: Sequence[Precision],
+    *,
+    calib: Path,
+    num_calib: int | None,
+    cache: BenchCache,
+    threads: int | None,
+    progress: Progress | None = None,
+) -> list[Candidate]:
+    """Export `model` (evaluation thresholds) and quantize the requested variants, reusing cached files."""
+    from edgepose.export import export_model  # torch: only a checkpoint input needs it
+    from edgepose.export.exporter import DEFAULT_OPSET
+
+    stem = model.path.stem
+
+    def tick(stage: str, done: int, total: int) -> None:
+        if progress:
+            progress(stage, done, total)
+
+    export_opts = {"step": "export", "checkpoint": model.digest, "opset": DEFAULT_OPSET,
+                   "conf": EVAL_CONF, "iou": EVAL_IOU, "max_det": EVAL_MAX_DET}  # fmt: skip
+    float_key = make_key(export_opts)
+
+    def export(out: Path) -> None:
+        tick(f"export {stem}", 0, 1)
+        export_model(model.path, out, opset=DEFAULT_OPSET, conf=EVAL_CONF, iou=EVAL_IOU, max_det=EVAL_MAX_DET)
+        tick(f"export {stem}", 1, 1)
+
+    float_path, float_cached = cache.get_or_make(f"{stem}-float", float_key, export)
+    out = []
+    if Precision.FLOAT in variants:
+        out.append(Candidate(stem, float_path, SourceKind.CHECKPOINT, Precision.FLOAT, float_cached, stem))
+    quantized = [v for v in variants if v is not Precision.FLOAT]
+    if not quantized:
+        return out
+
+    from edgepose.quant.calib import find_images, select_images
+    from edgepose.quant.options import CalibMethod, HighPrecision
+    from edgepose.quant.quantize import quantize_model
+
+    images = select_images(find_images(calib), num_calib)  # fails early, one line, on a bad --calib
+    for variant in quantized:
+        opts = {"step": "quantize", "float": float_key, "precision": variant.value, "num_calib": len(images),
+                "method": CalibMethod.MINMAX.value, "budget": QUANT_BUDGET,
+                "high_precision": HighPrecision.INT16.value}  # fmt: skip
+        key = make_key(opts, images)
+
+        def quantize(out_path: Path, variant: Precision = variant) -> None:
+            quantize_model(
+                float_path, calib, out_path, precision=variant, num_calib=len(images), budget=QUANT_BUDGET,
+                high_precision=HighPrecision.INT16, method=CalibMethod.MINMAX, threads=threads,
+                progress=lambda stage, d, n: tick(f"{stem} {variant.value}: {stage}", d, n),
+            )  # fmt: skip
+
+        path, cached = cache.get_or_make(f"{stem}-{variant.value}", key, quantize)
+        out.append(Candidate(stem, path, SourceKind.CHECKPOINT, variant, cached, stem))
+    return out

@@ -1,0 +1,103 @@
+"""Bench results: one row per measured model file, and the settings they were measured under."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgepose.bench.kernels import KernelCounts
+from edgepose.spec import Precision
+
+# (header, row -> cell) for the terminal table and bench.md; AP figures shown x100 (COCO points).
+COLUMNS: tuple[str, ...] = (
+    "Model", "Variant", "AP", "AP50", "AP75", "AR", "ΔAP", "p50 ms", "p90 ms", "FPS",
+    "pre/infer/post ms", "Size MB", "16-bit %", "Kernels",
+)  # fmt: skip
+ROW_KEYS: tuple[str, ...] = (
+    "label", "model", "source", "variant", "name", "input_size", "cached",
+    "ap", "ap50", "ap75", "ar", "delta_ap", "num_images", "num_detections",
+    "p50_ms", "p90_ms", "fps", "preprocess_ms", "inference_ms", "postprocess_ms", "runs", "warmup",
+    "size_bytes", "size_mb", "layers_16bit_pct", "kernel_mode", "fused_int8_layers", "emulated_layers",
+    "float_layers",
+)  # fmt: skip
+
+
+@dataclass
+class BenchRow:
+    label: str
+    model: str  # path of the file measured (a cache entry for checkpoint variants)
+    source: str  # "checkpoint" or "onnx"
+    variant: Precision
+    name: str  # model name from the metadata
+    input_size: tuple[int, int]
+    cached: bool | None  # checkpoint variants: reused from the cache; None for ONNX inputs
+    ap: float  # COCO keypoint metrics, fractions in [0, 1]
+    ap50: float
+    ap75: float
+    ar: float
+    num_images: int
+    num_detections: int
+    p50_ms: float
+    p90_ms: float
+    fps: float
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+    runs: int
+    warmup: int
+    size_bytes: int
+    layers_16bit_pct: float | None  # None for float models
+    kernels: KernelCounts
+    group: str = ""
+    delta_ap: float | None = None  # ap - the group's float ap; None when the group has no float row
+
+    def to_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {k: getattr(self, k) for k in ROW_KEYS if hasattr(self, k)}
+        d["variant"] = self.variant.value
+        d["input_size"] = list(self.input_size)
+        d["size_mb"] = self.size_bytes / 1e6
+        d["kernel_mode"] = self.kernels.mode.value
+        d["fused_int8_layers"] = self.kernels.fused_int
+        d["emulated_layers"] = self.kernels.emulated
+        d["float_layers"] = self.kernels.float_layers
+        return {k: d[k] for k in ROW_KEYS}
+
+    def cells(self) -> tuple[str, ...]:
+        """The COLUMNS of this row as display strings."""
+        pts = lambda v: f"{100 * v:.1f}"  # noqa: E731
+        delta = "n/a" if self.delta_ap is None else f"{100 * self.delta_ap:+.1f}".replace("+0.0", "0.0")
+        pct = "–" if self.layers_16bit_pct is None else f"{self.layers_16bit_pct:.0f}"
+        split = f"{self.preprocess_ms:.1f}/{self.inference_ms:.1f}/{self.postprocess_ms:.1f}"
+        return (
+            self.label, self.variant.value, pts(self.ap), pts(self.ap50), pts(self.ap75), pts(self.ar),
+            delta, f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
+            f"{self.size_bytes / 1e6:.2f}", pct, self.kernels.describe(),
+        )  # fmt: skip
+
+
+@dataclass
+class BenchResult:
+    rows: list[BenchRow]
+    settings: dict[str, object]  # thresholds, threads, runs, data, machine: everything a reader needs
+    warnings: list[str] = field(default_factory=list)
+    made: list[str] = field(default_factory=list)  # cache entries created by this run
+    reused: list[str] = field(default_factory=list)  # cache entries reused
+    outputs: dict[str, str] = field(default_factory=dict)  # "json"/"md"/"png" -> path written
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "settings": self.settings,
+            "columns": list(ROW_KEYS),
+            "rows": [r.to_dict() for r in self.rows],
+            "warnings": self.warnings,
+            "cache": {"made": self.made, "reused": self.reused},
+        }
+
+
+def fill_delta_ap(rows: list[BenchRow]) -> None:
+    """ΔAP of each row against the first float row of its group (exactly 0.0 for that row itself)."""
+    reference: dict[str, float] = {}
+    for r in rows:
+        if r.variant is Precision.FLOAT and r.group not in reference:
+            reference[r.group] = r.ap
+    for r in rows:
+        r.delta_ap = r.ap - reference[r.group] if r.group in reference else None

@@ -1,0 +1,185 @@
+"""Bench on ONNX files only (torch-free): exact AP through the runtime, ΔAP, reports, and one-line errors.
+
+The "oracle" model is a fixed-table graph (tests/unit/_runtime_onnx.py) whose rows are the ground truth
+of a one-image val set, so its AP is exactly 1.0; a copy with keypoints moved 3 px, labelled int8 in its
+metadata, must score less, and its ΔAP is exactly the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgepose.bench.report import JSON_NAME, MD_NAME, PNG_NAME
+from edgepose.bench.result import COLUMNS, ROW_KEYS
+from edgepose.bench.run import run_bench
+from edgepose.cli import app
+from edgepose.data.coco import read_coco
+from edgepose.spec import PoseSpec, Precision
+from tests.unit._runtime_onnx import build_model
+
+runner = CliRunner()
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def val(synth_dataset_factory: Callable[..., Path]) -> Path:
+    return synth_dataset_factory(num_images=1, size=SIZE, seed=102)  # 4 people in image 0
+
+
+def _oracle_rows(val: Path, shift: float) -> np.ndarray:
+    rec = read_coco(val / "annotations.json").records[0]
+    n = rec.num_people
+    kpts = rec.keypoints.copy()  # (N, K, 3)
+    kpts[..., 0] += shift
+    kpts[..., 2] = 1.0  # keypoint confidence
+    score = np.linspace(0.9, 0.6, n, dtype=np.float32)[:, None]  # (N, 1)
+    cls = np.zeros((n, 1), np.float32)
+    return np.concatenate([rec.boxes, score, cls, kpts.reshape(n, -1)], axis=1)  # (N, 6 + 3K)
+
+
+@pytest.fixture(scope="module")
+def models(val: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("oracle")
+    spec = PoseSpec(name="oracle", input_size=(SIZE, SIZE), max_det=20, version="test")
+    exact = build_model(d / "oracle.onnx", spec, _oracle_rows(val, 0.0))
+    moved = build_model(d / "moved.onnx", spec.replace(precision=Precision.INT8), _oracle_rows(val, 3.0))
+    return exact, moved
+
+
+def test_exact_ap_delta_and_reports(val: Path, models: tuple[Path, Path], tmp_path: Path) -> None:
+    exact, moved = models
+    res = run_bench([exact, moved], val, threads=1, runs=4, warmup=1, out_dir=tmp_path / "out")
+    a, b = res.rows
+    assert (a.variant, b.variant) == (Precision.FLOAT, Precision.INT8)
+    assert a.ap == 1.0 and a.ap50 == 1.0 and a.ar == 1.0
+    assert a.delta_ap == 0.0
+    assert 0.0 < b.ap < 1.0
+    assert b.delta_ap == b.ap - a.ap
+    assert a.num_detections == 4
+    for r in res.rows:
+        assert 0 < r.p50_ms <= r.p90_ms
+        assert r.fps == pytest.approx(1000.0 / r.p50_ms, abs=1e-6)
+        assert r.preprocess_ms > 0 and r.inference_ms > 0 and r.postprocess_ms > 0
+        assert r.size_bytes == Path(r.model).stat().st_size
+        assert r.kernels.describe() == "float"  # the oracle has no Conv: nothing quantized runs
+    assert (a.layers_16bit_pct, b.layers_16bit_pct) == (None, 0.0)
+
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == sorted([JSON_NAME, MD_NAME, PNG_NAME])
+    data = json.loads((out / JSON_NAME).read_text())
+    assert data["columns"] == list(ROW_KEYS)
+    assert [list(r) for r in data["rows"]] == [list(ROW_KEYS)] * 2
+    assert data["rows"][0]["delta_ap"] == 0.0 and data["rows"][1]["delta_ap"] == b.ap - 1.0
+    assert data["settings"]["eval_setting"] == {"conf": 0.001, "iou": 0.65, "max_det": 100}
+    assert data["settings"]["threads"] == 1 and data["settings"]["runs"] == 4
+    md = (out / MD_NAME).read_text()
+    assert "| " + " | ".join(COLUMNS) + " |" in md
+    assert f"| {exact} | float | 100.0 | 100.0 |" in md
+    assert (out / PNG_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _invoke(tmp_path: Path, *args: str) -> object:
+    return runner.invoke(app, ["bench", *args, "--out", str(tmp_path / "out"), "--runs", "2",
+                               "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+
+
+def test_cli_same_model_twice_is_reported_once(val: Path, models: tuple[Path, Path], tmp_path: Path) -> None:
+    exact, _ = models
+    res = _invoke(tmp_path, str(exact), str(exact), "--data", str(val), "--threads", "1")
+    assert res.exit_code == 0, res.output
+    assert f"warning: {exact} is given twice; benchmarking it once" in res.output
+    rows = json.loads((tmp_path / "out" / JSON_NAME).read_text())["rows"]
+    assert [r["model"] for r in rows] == [str(exact)]
+    for col in COLUMNS:
+        assert col in res.output
+
+
+def test_cli_size_mismatch_is_a_warning(
+    synth_dataset_factory: Callable[..., Path], models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    val160 = synth_dataset_factory(num_images=1, size=160, seed=102)
+    res = _invoke(tmp_path, str(models[0]), "--data", str(val160))
+    assert res.exit_code == 0, res.output
+    assert "warning: model input 128x128" in res.output
+    assert "differs from the val images (160x160); letterbox resizes every image" in " ".join(
+        res.output.split()
+    )
+
+
+def _assert_one_line_error(res: object, tmp_path: Path, text: str) -> None:
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], res.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_cli_bad_variant_suggests(val: Path, models: tuple[Path, Path], tmp_path: Path) -> None:
+    res = _invoke(tmp_path, str(models[0]), "--data", str(val), "--variants", "float,int4")
+    _assert_one_line_error(
+        res, tmp_path, "unknown variant 'int4'; choose from float, int16, int8, mixed; did you mean 'int8'?"
+    )
+
+
+def test_cli_val_folder_without_annotations(models: tuple[Path, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "val"
+    (folder / "images").mkdir(parents=True)
+    res = _invoke(tmp_path, str(models[0]), "--data", str(folder))
+    _assert_one_line_error(res, tmp_path, f"{folder}: no annotations.json in this folder")
+
+
+def test_cli_onnx_without_metadata(val: Path, tmp_path: Path) -> None:
+    bare = build_model(
+        tmp_path / "bare.onnx",
+        PoseSpec(input_size=(SIZE, SIZE), max_det=8),
+        np.zeros((0, 57), np.float32),
+        metadata={},
+    )
+    res = _invoke(tmp_path, str(bare), "--data", str(val))
+    _assert_one_line_error(res, tmp_path, f"{bare} has no edgepose metadata")
+
+
+def test_onnx_bench_needs_no_torch_or_onnx(val: Path, models: tuple[Path, Path], tmp_path: Path) -> None:
+    """Issue 10: on a board only the runtime's dependencies exist; torch and onnx are made unimportable."""
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "sys.modules['onnx'] = None\n"
+        "sys.modules['onnxslim'] = None\n"
+        "from edgepose.cli import app\n"
+        f"app(['bench', {str(models[0])!r}, '--data', {str(val)!r}, '--runs', '2', '--threads', '1',"
+        f" '--out', {str(tmp_path / 'out')!r}], standalone_mode=False)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "out" / JSON_NAME).read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["ap"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (("--threads", "0"), "--threads must be >= 1, got 0; use e.g. --threads 2"),
+        (("--num-images", "-3"), "--num-images must be >= 1, got -3"),
+    ],
+)
+def test_cli_bad_numbers(
+    val: Path, models: tuple[Path, Path], tmp_path: Path, args: tuple[str, str], text: str
+) -> None:
+    _assert_one_line_error(_invoke(tmp_path, str(models[0]), "--data", str(val), *args), tmp_path, text)
+
+
+def test_cli_out_is_a_file(val: Path, models: tuple[Path, Path], tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("keep me")
+    res = _invoke(tmp_path, str(models[0]), "--data", str(val))
+    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+        f"error: --out {tmp_path / 'out'} is a file; pass a folder for bench.json, bench.md and bench.png"
+    ], res.output
+    assert (tmp_path / "out").read_text() == "keep me"

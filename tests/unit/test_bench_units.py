@@ -1,0 +1,220 @@
+"""Bench pieces without models: variants, cache keys, the ONNX reader, kernel counts, rows, latency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgepose.bench.cache import BenchCache, make_key
+from edgepose.bench.kernels import KernelCounts, KernelMode, count_kernels, count_layers, read_nodes
+from edgepose.bench.latency import measure_latency
+from edgepose.bench.result import COLUMNS, ROW_KEYS, BenchRow, fill_delta_ap
+from edgepose.bench.run import QUANT_METHOD_KEY, QUANT_PLAN_KEY, layers_16bit_pct
+from edgepose.bench.variants import parse_variants
+from edgepose.errors import ConfigError
+from edgepose.runtime.timing import Timings
+from edgepose.spec import TAIL_PREFIX, PoseSpec, Precision
+
+
+# --- variants -----------------------------------------------------------------------------------------
+def test_variants_parse_in_report_order_without_repeats() -> None:
+    assert parse_variants(" MIXED,int8, float,int8 ") == (Precision.FLOAT, Precision.INT8, Precision.MIXED)
+
+
+@pytest.mark.parametrize(("text", "hint"), [("int4", "int8"), ("mxed", "mixed"), ("flaot", "float")])
+def test_unknown_variant_names_the_choices_and_the_close_one(text: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_variants(f"float,{text}")
+    assert str(exc.value) == (
+        f"unknown variant '{text}'; choose from float, int16, int8, mixed; did you mean '{hint}'?"
+    )
+
+
+def test_far_off_variant_gets_no_suggestion() -> None:
+    with pytest.raises(ConfigError, match=r"^unknown variant 'xyz'; choose from float, int16, int8, mixed$"):
+        parse_variants("xyz")
+
+
+# --- cache ------------------------------------------------------------------------------------------------
+def test_cache_key_changes_with_options_and_calibration_bytes(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    a.write_bytes(b"1")
+    b.write_bytes(b"2")
+    base = make_key({"precision": "int8"}, [a, b])
+    assert make_key({"precision": "int8"}, [a, b]) == base
+    assert make_key({"precision": "int16"}, [a, b]) != base
+    assert make_key({"precision": "int8"}, [a]) != base
+    b.write_bytes(b"3")
+    assert make_key({"precision": "int8"}, [a, b]) != base
+
+
+def test_cache_makes_a_file_once(tmp_path: Path) -> None:
+    cache = BenchCache(tmp_path / "c")
+    calls: list[Path] = []
+
+    def make(p: Path) -> None:
+        calls.append(p)
+        p.write_bytes(b"model")
+
+    p1, cached1 = cache.get_or_make("m/int8 x", "ab" * 32, make)
+    p2, cached2 = cache.get_or_make("m/int8 x", "ab" * 32, make)
+    assert (cached1, cached2) == (False, True) and p1 == p2 and calls == [p1]
+    assert p1.name == "m_int8_x-abababababababab.onnx"
+    assert cache.made == [p1] and cache.reused == [p1]
+
+
+# --- the ONNX reader and kernel counts -------------------------------------------------------------------
+def _qdq_graph(path: Path) -> onnx.ModelProto:
+    """x -> Q -> DQ -> Conv(w from DQ) [emulated]; QLinearConv [fused]; plain Conv [float]; tail Conv."""
+    w = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")
+    wq = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.int8), "wq")
+    s = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    z = numpy_helper.from_array(np.array(0, np.uint8), "z")
+    zw = numpy_helper.from_array(np.array(0, np.int8), "zw")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q0"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq0"),
+        helper.make_node("Conv", ["xd", "w"], ["y1"], name="emulated_conv"),
+        helper.make_node("QLinearConv", ["xq", "s", "z", "wq", "s", "zw", "s", "z"], ["y2q"], name="fused"),
+        helper.make_node("Conv", ["y1", "w"], ["y3"], name="float_conv"),
+        helper.make_node("Conv", ["y3", "w"], ["y4"], name=TAIL_PREFIX + "conv"),
+    ]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", f, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y4", f, None),
+         helper.make_tensor_value_info("y2q", TensorProto.UINT8, None)],
+        initializer=[w, wq, s, z, zw],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return model
+
+
+def test_reader_matches_onnx_load(tmp_path: Path) -> None:
+    model = _qdq_graph(tmp_path / "g.onnx")
+    nodes = read_nodes(tmp_path / "g.onnx")
+    expected = [(n.name, n.op_type, tuple(n.input), tuple(n.output)) for n in model.graph.node]
+    assert [(n.name, n.op_type, n.inputs, n.outputs) for n in nodes] == expected
+
+
+def test_kernels_are_classified_and_the_tail_is_ignored(tmp_path: Path) -> None:
+    _qdq_graph(tmp_path / "g.onnx")
+    nodes = read_nodes(tmp_path / "g.onnx")
+    counts = count_kernels(nodes)
+    assert counts == KernelCounts(fused_int=1, emulated=1, float_layers=1)
+    assert counts.mode is KernelMode.PARTLY_FUSED and counts.describe() == "1 fused int8, 1 emulated"
+    assert count_layers(nodes) == 2  # the two Conv nodes outside the tail (QLinearConv is not a Conv)
+    assert KernelCounts(3, 0, 0).mode is KernelMode.FUSED_INT8
+    assert KernelCounts(0, 3, 0).mode is KernelMode.EMULATED
+    assert KernelCounts(0, 0, 3).describe() == "float"
+
+
+def test_16bit_share_from_precision_and_the_mixed_plan(tmp_path: Path) -> None:
+    _qdq_graph(tmp_path / "g.onnx")  # 2 layers outside the tail
+    p = tmp_path / "g.onnx"
+    spec = PoseSpec()
+    assert layers_16bit_pct(spec, {}, p) is None
+    assert layers_16bit_pct(spec.replace(precision=Precision.INT16), {}, p) == 100.0
+    assert layers_16bit_pct(spec.replace(precision=Precision.INT8), {}, p) == 0.0
+    mixed = spec.replace(precision=Precision.MIXED)
+    props = {
+        QUANT_PLAN_KEY: json.dumps(["emulated_conv"]),
+        QUANT_METHOD_KEY: json.dumps({"high_precision": "int16"}),
+    }
+    assert layers_16bit_pct(mixed, props, p) == 50.0
+    props[QUANT_METHOD_KEY] = json.dumps({"high_precision": "float"})
+    assert layers_16bit_pct(mixed, props, p) == 0.0
+
+
+# --- rows, ΔAP, latency ----------------------------------------------------------------------------------
+def _row(label: str, variant: Precision, ap: float, group: str) -> BenchRow:
+    return BenchRow(
+        label=label, model=f"{label}.onnx", source="onnx", variant=variant, name="m", input_size=(64, 64),
+        cached=None, ap=ap, ap50=ap, ap75=ap, ar=ap, num_images=1, num_detections=1, p50_ms=4.0,
+        p90_ms=5.0, fps=250.0, preprocess_ms=1.0, inference_ms=2.0, postprocess_ms=1.0, runs=3, warmup=1,
+        size_bytes=2_000_000, layers_16bit_pct=None, kernels=KernelCounts(0, 0, 1), group=group,
+    )  # fmt: skip
+
+
+def test_delta_ap_against_the_groups_float_row() -> None:
+    rows = [
+        _row("a", Precision.FLOAT, 0.6123, "g1"),
+        _row("a", Precision.INT8, 0.5523, "g1"),
+        _row("b", Precision.INT8, 0.5, "g2"),  # no float row in its group
+    ]
+    fill_delta_ap(rows)
+    assert rows[0].delta_ap == 0.0
+    assert rows[1].delta_ap == pytest.approx(-0.06, abs=1e-12)
+    assert rows[2].delta_ap is None
+    cells = [dict(zip(COLUMNS, r.cells(), strict=True)) for r in rows]
+    assert [c["ΔAP"] for c in cells] == ["0.0", "-6.0", "n/a"]
+    assert cells[0]["AP"] == "61.2" and cells[0]["Size MB"] == "2.00" and cells[0]["16-bit %"] == "–"
+    assert list(rows[1].to_dict()) == list(ROW_KEYS)
+
+
+class _FakeEstimator:
+    """Returns scripted timings: total ms per call = 1, 2, ..., so percentiles are known exactly."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, image: np.ndarray, **kwargs: object) -> object:
+        self.calls += 1
+        t = Timings(0.5, float(self.calls) - 1.0, 0.5)  # total = calls
+
+        class _R:
+            timings = t
+
+        return _R()
+
+
+def test_latency_percentiles_fps_and_split_after_warmup() -> None:
+    est = _FakeEstimator()
+    lat = measure_latency(est, np.zeros((4, 4, 3), np.uint8), runs=10, warmup=2)  # type: ignore[arg-type]
+    assert est.calls == 12
+    totals = np.arange(3, 13, dtype=float)  # warm-up calls 1, 2 are not timed
+    assert lat.p50_ms == pytest.approx(np.percentile(totals, 50))
+    assert lat.p90_ms == pytest.approx(np.percentile(totals, 90))
+    assert lat.fps == pytest.approx(1000.0 / lat.p50_ms, abs=1e-9)
+    assert (lat.preprocess_ms, lat.postprocess_ms) == (0.5, 0.5)
+    assert lat.inference_ms == pytest.approx(np.median(totals - 1.0))
+    with pytest.raises(ConfigError, match="--runs must be >= 1, got 0"):
+        measure_latency(est, np.zeros((4, 4, 3), np.uint8), runs=0)  # type: ignore[arg-type]
+
+
+# --- streamed COCO scoring ---------------------------------------------------------------------------------
+def test_streamed_scoring_equals_one_pycocotools_call(synth_dataset: Path) -> None:
+    from edgepose.bench.cocostream import StreamingKeypointEval
+    from edgepose.data.coco import dataset_to_coco_dict, read_coco
+    from edgepose.data.coco_eval import detections_to_coco, evaluate_keypoints
+
+    ds = read_coco(synth_dataset / "annotations.json")  # 12 images, 128 px
+    rng = np.random.default_rng(100)
+    per_image = []
+    for rec in ds.records[::-1]:  # any order: chunks are not sorted by image id
+        n = rec.num_people
+        kpts = rec.keypoints.copy()  # (N, K, 3)
+        kpts[..., :2] += rng.normal(0, 2.0, (n, kpts.shape[1], 2))
+        kpts[..., 2] = rng.uniform(0.2, 1.0, (n, kpts.shape[1]))
+        fake = rng.uniform(0, 128, (2, kpts.shape[1], 3))  # (2, K, 3) false positives
+        boxes = np.concatenate([rec.boxes, np.tile([[10.0, 10.0, 60.0, 90.0]], (2, 1))])  # (N + 2, 4)
+        scores = rng.uniform(0.01, 1.0, n + 2)
+        per_image.append((rec, detections_to_coco(rec.image_id, boxes, scores, np.concatenate([kpts, fake]))))
+    per_image[3] = (per_image[3][0], [])  # an image without detections
+    expected = evaluate_keypoints(dataset_to_coco_dict(ds), [d for _, dets in per_image for d in dets])
+    assert 0.05 < expected.ap < 0.95  # a non-trivial score, so equality means something
+    for chunk in (1, 5, 12, 100):
+        scorer = StreamingKeypointEval(ds, chunk_images=chunk)
+        for rec, dets in per_image:
+            scorer.add(rec, dets)
+        assert scorer.metrics() == expected, chunk
+    empty = StreamingKeypointEval(ds, chunk_images=5)
+    for rec in ds.records:
+        empty.add(rec, [])
+    assert empty.metrics().as_dict() == dict.fromkeys(expected.as_dict(), 0.0)
