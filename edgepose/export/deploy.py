@@ -27,6 +27,7 @@ import torch
 from onnx import compose
 from torch import Tensor, nn
 
+from edgepose.export.onnxio import dedupe_opsets
 from edgepose.export.tail import KptDecoder, TailBuilder, append_nms_tail
 from edgepose.nn.model import PoseModel
 from edgepose.spec import INPUT_NAME, RAW_OUTPUT_PREFIX, TAIL_PREFIX, InputFormat
@@ -219,6 +220,7 @@ def join_end2end(
     dec = compose.add_prefix(dec, DECODE_PREFIX)
     io_map = [(o.name, DECODE_PREFIX + o.name) for o in raw.graph.output]
     merged = compose.merge_models(raw, dec, io_map=io_map)
+    dedupe_opsets(merged)
     cand = [DECODE_PREFIX + n for n in _CANDIDATES]
     return append_nms_tail(
         merged,

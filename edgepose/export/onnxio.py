@@ -36,6 +36,21 @@ def pin_ir_version(model: onnx.ModelProto) -> int:
     return ir
 
 
+def dedupe_opsets(model: onnx.ModelProto) -> None:
+    """Keep one opset_import per domain (the highest version).
+
+    onnx.compose.merge_models lists a domain once per merged model; onnxruntime tolerates that, but
+    onnxruntime.quantization's quantize_static does not ("Failed to find proper ai.onnx domain").
+    """
+    best: dict[str, int] = {}
+    for imp in model.opset_import:
+        dom = "" if imp.domain == "ai.onnx" else imp.domain
+        best[dom] = max(best.get(dom, 0), int(imp.version))
+    del model.opset_import[:]
+    for dom, ver in best.items():
+        model.opset_import.append(helper.make_opsetid(dom, ver))
+
+
 def set_metadata(model: onnx.ModelProto, spec: PoseSpec) -> None:
     """Replace our metadata_props (METADATA_PREFIX keys) with `spec`; keeps other tools' entries."""
     others = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]

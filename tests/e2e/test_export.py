@@ -153,6 +153,9 @@ def test_graph_contract_metadata_and_tail(tiny_onnx: Path) -> None:
     # The decode is in the tail: a ReLU model has no Sigmoid anywhere else.
     assert all(n.name.startswith(TAIL_PREFIX) for n in m.graph.node if n.op_type == "Sigmoid")
     assert m.ir_version == 8 and m.opset_import[0].version == 17
+    # One entry per domain: onnxruntime.quantization rejects a default domain listed twice.
+    domains = [imp.domain or "ai.onnx" for imp in m.opset_import]
+    assert len(domains) == len(set(domains)), domains
     onnx.checker.check_model(m, full_check=True)
     # Threshold inputs survived simplification: inputs with default initializers, overridable in ORT.
     inits = {i.name for i in m.graph.initializer}
