@@ -88,8 +88,12 @@ def _measure(
     )  # fmt: skip
 
 
-def check_options(*, threads: int, runs: int, num_images: int | None, num_calib: int | None) -> None:
+def check_options(
+    *, threads: int, runs: int, num_images: int | None, num_calib: int | None, warmup: int = DEFAULT_WARMUP
+) -> None:
     """The numeric options, checked before anything slow runs."""
+    if warmup < 0:
+        raise ConfigError(f"--warmup must be >= 0, got {warmup}; use e.g. --warmup {DEFAULT_WARMUP}")
     checks = (("--threads", threads, 2), ("--runs", runs, 50), ("--num-images", num_images, 200),
               ("--num-calib", num_calib, 100))  # fmt: skip
     for opt, value, example in checks:

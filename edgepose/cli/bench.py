@@ -46,7 +46,10 @@ def bench(
         int | None, typer.Option("--num-calib", help="Calibration images to use (default: all, at most 500).")
     ] = None,
     threads: Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads.")] = 2,
-    runs: Annotated[int, typer.Option("--runs", help="Timed runs per model (after 5 warm-up runs).")] = 50,
+    runs: Annotated[int, typer.Option("--runs", help="Timed runs per model (after the warm-up runs).")] = 50,
+    warmup: Annotated[
+        int | None, typer.Option("--warmup", help="Untimed warm-up runs per model (default: 5).")
+    ] = None,
     num_images: Annotated[
         int | None,
         typer.Option(
@@ -76,7 +79,8 @@ def bench(
     from edgepose.bench.variants import ALL_VARIANTS, parse_variants
 
     chosen = parse_variants(variants) if variants is not None else ALL_VARIANTS
-    check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib)
+    warm = {} if warmup is None else {"warmup": warmup}  # None: the library's default
+    check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib, **warm)
     paths = list(models) if models else [defaults.default_model()]
     if variants is not None and all(p.suffix.lower() == ".onnx" for p in paths):
         warn(
@@ -107,7 +111,7 @@ def bench(
             )
         result = run_bench(
             paths, data, variants=chosen, calib=calib_dir, num_calib=num_calib, threads=threads, runs=runs,
-            num_images=num_images, out_dir=out, cache_dir=cache_dir, progress=progress,
+            num_images=num_images, **warm, out_dir=out, cache_dir=cache_dir, progress=progress,
             warn=lambda m: bar.console.print(f"[yellow]warning:[/] {m}", highlight=False, soft_wrap=True),
         )  # fmt: skip
 
