@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from edgepose.cli import app
-from edgepose.cli._common import console, handle_errors
+from edgepose.cli._common import console, handle_errors, warn
+from edgepose.errors import ConfigError
+from edgepose.export.import_options import KptConf, Layout
 from edgepose.spec import InputFormat
 
 _HELP_CONF = (
@@ -20,9 +22,33 @@ _HELP_CONF = (
 @app.command()
 @handle_errors
 def export(
-    weights: Annotated[Path, typer.Option("--weights", help="Checkpoint (.pt) from `edgepose train`.")],
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Checkpoint (.pt) from `edgepose train`.")
+    ] = None,
+    from_onnx: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-onnx",
+            help="Instead of --weights: wrap a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose, "
+            "one output (B, 4 + 1 + 3K, N)) with edgepose's decode/NMS tail and metadata.",
+        ),
+    ] = None,
+    layout: Annotated[
+        Layout, typer.Option("--layout", help="--from-onnx: the source's output layout.")
+    ] = Layout.ULTRALYTICS_POSE,
+    kpt_conf: Annotated[
+        KptConf,
+        typer.Option(
+            "--kpt-conf",
+            help="--from-onnx: keypoint visibility is logit or prob; auto reads it from the graph.",
+        ),
+    ] = KptConf.AUTO,
     img: Annotated[
-        int | None, typer.Option("--img", help="Input size in pixels (square); default: the model's size.")
+        int | None,
+        typer.Option(
+            "--img",
+            help="Input size in pixels (square); default: the model's (needed for dynamic --from-onnx).",
+        ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output .onnx file.")] = Path("model.onnx"),
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = 17,
@@ -53,7 +79,27 @@ def export(
         bool, typer.Option("--no-verify", help="Skip the onnxruntime vs PyTorch check (not recommended).")
     ] = False,
 ) -> None:
-    """Export a checkpoint to ONNX: image in, zero-padded detections + poses out; verified against PyTorch."""
+    """Export a checkpoint to ONNX: image in, zero-padded detections + poses out; verified against PyTorch.
+
+    With --from-onnx, wraps a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose) instead.
+    """
+    if (weights is None) == (from_onnx is None):
+        raise ConfigError("pass exactly one of --weights CKPT or --from-onnx MODEL.onnx")
+    if from_onnx is not None:
+        only_weights = {
+            "--opset": opset != 17, "--batch": batch != 1, "--dynamic-batch": dynamic_batch,
+            "--input-format": input_format is not InputFormat.FLOAT, "--no-nms": no_nms,
+        }  # fmt: skip
+        given = [o for o, on in only_weights.items() if on]
+        if given:
+            raise ConfigError(
+                f"{given[0]} applies to --weights only; --from-onnx keeps the source's batch and opset"
+            )
+        _import(from_onnx, out, layout=layout, kpt_conf=kpt_conf, img=img, conf=conf, iou=iou,
+                max_det=max_det, verify=not no_verify)  # fmt: skip
+        return
+    if layout is not Layout.ULTRALYTICS_POSE or kpt_conf is not KptConf.AUTO:
+        raise ConfigError("--layout and --kpt-conf apply to --from-onnx only")
     from edgepose.export.exporter import export_model
 
     r = export_model(
@@ -92,3 +138,36 @@ def export(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _import(src: Path, out: Path, *, layout: Layout, kpt_conf: KptConf, img: int | None, conf: float,
+            iou: float, max_det: int, verify: bool) -> None:  # fmt: skip
+    """`export --from-onnx`: wrap a third-party raw pose ONNX (edgepose.export.thirdparty) and report."""
+    from edgepose.export.thirdparty import import_onnx
+
+    r = import_onnx(src, out, layout=layout, kpt_conf=kpt_conf, img=img, conf=conf, iou=iou, max_det=max_det,
+                    verify=verify)  # fmt: skip
+    h, w = r.spec.input_size
+    b, c, n = r.source_shape
+    console.print(
+        f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB): {r.spec.graph.value} graph from "
+        f"{r.layout.value} output ({b}, {c}, {n}), K = {r.spec.num_keypoints}, {h}x{w} float input, "
+        f"opset {r.opset}, IR {r.ir_version}, {r.nodes.total} nodes ({r.nodes.tail} in the decode/NMS tail) "
+        f"in {r.seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"keypoint visibility: {r.kpt_conf.value} ({r.kpt_conf_reason})", highlight=False, soft_wrap=True
+    )
+    if r.check is not None:
+        v = r.check
+        console.print(
+            f"verified on {v.images} images at score thresholds {', '.join(f'{t:g}' for t in v.thresholds)}: "
+            f"{v.detections} detections match the NumPy reference decode + NMS; max diff box "
+            f"{v.max_box_diff:.2e} px, keypoints {v.max_kpt_diff:.2e} px",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for note in r.notes:
+        warn(note)
