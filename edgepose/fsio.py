@@ -43,6 +43,8 @@ def _publish_mode(path: Path, is_dir: bool) -> None:
 def _translate(exc: OSError, target: Path) -> OutputError:
     if exc.errno == errno.ENOSPC:
         return OutputError(f"no space left while writing {target}; free disk space or choose another --out")
+    if exc.errno == errno.EISDIR:
+        return OutputError(f"{target} is a folder; pass a file path (e.g. {target / target.name})")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"cannot write {target} ({exc.strerror}); choose another --out")
     return OutputError(f"cannot write {target}: {exc}")

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgepose.cli import app
 from edgepose.cli._common import console, err_console, handle_errors, warn
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 DEFAULT_OUT = Path("runs/predict")
+
+
+@contextlib.contextmanager
+def _erased_on_error(progress: Progress) -> Iterator[Progress]:
+    """On failure the bar is erased (terminal) or not printed (logs): the `error:` line stands alone."""
+    try:
+        yield progress
+    except BaseException:
+        progress.live.transient = True
+        raise
 
 
 def _next_free(base: Path) -> Path:
@@ -87,7 +102,11 @@ def predict(
         TextColumn("{task.fields[fps]}"),
         TimeElapsedColumn(),
     )
-    with atomic_dir(out) as tmp, Progress(*columns, console=err_console, transient=False) as progress:
+    with (
+        atomic_dir(out) as tmp,
+        Progress(*columns, console=err_console, transient=False) as bar,
+        _erased_on_error(bar) as progress,
+    ):
         images_task = progress.add_task("images", total=n_images, fps="") if n_images else None
         task = images_task
         for event in run_predict(estimator, resolved, tmp, options):

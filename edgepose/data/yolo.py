@@ -37,12 +37,24 @@ def read_image_size(path: Path) -> tuple[int, int]:
     return int(image.shape[1]), int(image.shape[0])
 
 
+def _read_text(path: Path) -> str:
+    """A label or data.yaml as text; unreadable or non-UTF-8 bytes are a one-line DataError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); fix or re-write the file"
+        ) from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from exc
+
+
 def _kpt_shape_from_yaml(root: Path) -> int | None:
     # A regex, not a YAML parser: pyyaml is not a base dependency and this is the one key we need.
     path = root / YAML_NAME
     if not path.is_file():
         return None
-    m = re.search(r"^kpt_shape:\s*\[\s*(\d+)\s*,\s*[23]\s*\]", path.read_text(encoding="utf-8"), re.M)
+    m = re.search(r"^kpt_shape:\s*\[\s*(\d+)\s*,\s*[23]\s*\]", _read_text(path), re.M)
     return int(m.group(1)) if m else None
 
 
@@ -137,7 +149,7 @@ def read_yolo(
         boxes, kpts = [], []
         label = label_dir / f"{stem}.txt"
         if label.is_file():
-            for lineno, text in enumerate(label.read_text(encoding="utf-8").splitlines(), start=1):
+            for lineno, text in enumerate(_read_text(label).splitlines(), start=1):
                 if text.strip():
                     box, kp = _parse_line(text, f"{label}:{lineno}", num_kpts, width, height)
                     boxes.append(box)

@@ -91,9 +91,9 @@ def _check_options(
         raise ExportError(f"--batch {batch} must be >= 1")
     if dynamic_batch and batch != 1:
         raise ExportError(f"--batch {batch} and --dynamic-batch exclude each other; pass one of them")
-    for opt, v in (("--conf", conf), ("--iou", iou)):
-        if not 0.0 <= v <= 1.0:
-            raise ExportError(f"{opt} {v} is out of range; use a value in [0, 1] (e.g. {opt} 0.25)")
+    for opt, v, example in (("--conf", conf, DEFAULT_CONF), ("--iou", iou, DEFAULT_IOU)):
+        if not 0.0 <= v <= 1.0:  # NaN fails this too
+            raise ExportError(f"{opt} {v} is out of range; use a value in [0, 1] (e.g. {opt} {example})")
     if max_det < 1:
         raise ExportError(f"--max-det {max_det} must be >= 1 (100 is the default, 300 for crowded scenes)")
 

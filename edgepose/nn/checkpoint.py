@@ -5,6 +5,7 @@ Only tensors, dicts, lists, str, int, float and None go in, so loading never unp
 
 from __future__ import annotations
 
+import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +63,12 @@ def save_checkpoint(
         "train_state": train_state,
     }
     _check_plain(train_state, "train_state")
+    # Serialise in memory, write through Python: torch's own file writer reports a full disk as a
+    # RuntimeError ("unexpected pos ..."), Python raises OSError(ENOSPC), which atomic_path makes one line.
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
     with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+        tmp.write_bytes(buf.getbuffer())
     return Path(path)
 
 
@@ -88,8 +93,13 @@ def _sniff(p: Path) -> None:
         raise ModelFileError(f"{p}: no such file; {_FIX}")
     if not p.is_file():
         raise ModelFileError(f"{p} is a folder, not a checkpoint; {_FIX} (e.g. RUN_DIR/best.pt)")
-    with p.open("rb") as f:
-        head = f.read(64)
+    try:
+        with p.open("rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        raise ModelFileError(f"{p}: cannot read the file ({exc.strerror}); check its permissions") from exc
+    if not head:
+        raise ModelFileError(f"{p} is empty (0 bytes); {_FIX}")
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch zip format / legacy pickle
         return
     # An ONNX ModelProto starts with field 1 (ir_version, a small varint): bytes 0x08, 1..20.

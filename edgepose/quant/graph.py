@@ -51,6 +51,8 @@ def load_float_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, Pos
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"model {p} does not exist; pass the .onnx file written by `edgepose export`")
+    if p.stat().st_size == 0:
+        raise ModelFileError(f"{p} is empty (0 bytes); {_FIX_HINT}")
     try:
         model = onnx.load(str(p))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...: all mean "not a readable ONNX"

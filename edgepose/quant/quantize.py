@@ -275,7 +275,9 @@ def quantize_model(
     )
     with fsio.atomic_path(out) as tmp_model:
         onnx.save(q, str(tmp_model))
-    fsio.write_text(report_path(out), report.to_json())
+        # Inside the model's context: a report that cannot be written (disk full, Ctrl-C) takes the
+        # model's temp file with it, so a model never appears without its report.
+        fsio.write_text(report_path(out), report.to_json())
     return report
 
 

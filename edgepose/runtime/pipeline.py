@@ -116,8 +116,12 @@ def run_predict(
             result = predict(image, str(source.path))
             fps = 1.0 / max(1e-9, time.perf_counter() - start)
             target = _unique(out_dir, source.path.name, taken)
-            if not cv2.imwrite(str(target), annotate(image, result, fps)):
+            # Encode, then write through Python: cv2.imwrite ignores a full disk and leaves a truncated file;
+            # write_bytes raises OSError(ENOSPC), which atomic_dir turns into one line and removes the folder.
+            ok, buf = cv2.imencode(target.suffix, annotate(image, result, fps))
+            if not ok:
                 raise OutputError(f"cannot write {target.name} into the output folder; choose another --out")
+            target.write_bytes(buf.tobytes())
             yield FrameDone(source, image_id, result, fps)
             image_id += 1
             yield SourceDone(source, 1, fps, target)

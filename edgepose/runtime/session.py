@@ -78,6 +78,8 @@ def open_session(
         raise ModelFileError(
             f"{path} is a folder, not a model file; pass the .onnx written by `edgepose export`"
         )
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path} is empty (0 bytes); pass the .onnx written by `edgepose export`")
     options, chosen = session_options(threads), _providers(providers)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)

@@ -42,6 +42,9 @@ class Source:
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own stderr warnings while probing; our errors say what failed instead."""
+    # FFmpeg logs on its own ("moov atom not found"), past OpenCV's logger; OpenCV reads this variable
+    # when its FFmpeg backend first loads, which is here: predict opens videos only through this.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
