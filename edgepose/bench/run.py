@@ -154,6 +154,10 @@ def run_bench(
     checkpoints = [m for m in inputs if m.kind is SourceKind.CHECKPOINT]
     if checkpoints and any(v is not Precision.FLOAT for v in variants) and calib is None:
         raise ConfigError("quantizing a checkpoint needs calibration images; pass --calib DIR")
+    if checkpoints and any(v is not Precision.FLOAT for v in variants):
+        from edgepose.quant.calib import find_images, select_images
+
+        select_images(find_images(calib), num_calib)  # fail fast: before any export or quantization
     from edgepose.runtime.session import open_session
 
     for m in inputs:  # fail fast: a bad ONNX (no metadata, not ONNX) is reported before any export

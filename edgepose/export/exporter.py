@@ -21,7 +21,7 @@ import onnx
 from edgepose import __version__
 from edgepose.errors import ExportError
 from edgepose.export import onnxio
-from edgepose.export.tail import TAIL_MIN_OPSET
+from edgepose.export.tail import TAIL_MIN_OPSET, check_thresholds
 from edgepose.export.verify import VerifyResult, verify_export
 from edgepose.fsio import check_parent
 from edgepose.spec import GraphKind, InputFormat, PoseSpec, Precision
@@ -33,7 +33,7 @@ DEFAULT_OPSET = 17  # NonMaxSuppression 11+, the tail 13+; 17 loads on every onn
 RAW_MIN_OPSET = 11  # the raw head alone (Resize for the neck's upsample)
 TRACE_MAX_OPSET = 20  # the TorchScript exporter's newest; 21 is reached with onnx.version_converter
 MAX_OPSET = 21  # int16 QuantizeLinear needs 21; onnxruntime 1.31 runs it
-DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET = 0.25, 0.45, 100  # the deployment setting
+DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET = PoseSpec.conf_threshold, PoseSpec.iou_threshold, PoseSpec.max_det
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,7 @@ def _check_options(
         raise ExportError(f"--batch {batch} must be >= 1")
     if dynamic_batch and batch != 1:
         raise ExportError(f"--batch {batch} and --dynamic-batch exclude each other; pass one of them")
-    for opt, v, example in (("--conf", conf, DEFAULT_CONF), ("--iou", iou, DEFAULT_IOU)):
-        if not 0.0 <= v <= 1.0:  # NaN fails this too
-            raise ExportError(f"{opt} {v} is out of range; use a value in [0, 1] (e.g. {opt} {example})")
-    if max_det < 1:
-        raise ExportError(f"--max-det {max_det} must be >= 1 (100 is the default, 300 for crowded scenes)")
+    check_thresholds(conf, iou, max_det)
 
 
 def _raw_shapes(raw: onnx.ModelProto) -> list[tuple[int, ...]]:

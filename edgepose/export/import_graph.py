@@ -32,6 +32,8 @@ _RESERVED = frozenset({DETECTIONS_NAME, NUM_DETS_NAME, SCORE_THR_NAME, IOU_THR_N
 def load_source(src: Path) -> onnx.ModelProto:
     if not src.is_file():
         raise ModelFileError(f"{src}: no such file; pass the raw pose .onnx to import")
+    if src.stat().st_size == 0:
+        raise ModelFileError(f"{src} is empty (0 bytes); pass the raw pose .onnx to import")
     try:
         model = onnx.load(str(src))
     except Exception as exc:  # DecodeError, OSError, ...: all mean "not a readable ONNX"

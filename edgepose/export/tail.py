@@ -30,10 +30,21 @@ from edgepose.spec import (
     NUM_DETS_NAME,
     SCORE_THR_NAME,
     TAIL_PREFIX,
+    PoseSpec,
 )
 
 # Unsqueeze/ReduceSum with axes as an input (13); NonMaxSuppression (10/11), CumSum (11), ScatterND (11).
 TAIL_MIN_OPSET = 13
+
+
+def check_thresholds(conf: float, iou: float, max_det: int) -> None:
+    """The baked thresholds every end-to-end graph gets (our exports and imported models alike)."""
+    defaults = (("--conf", conf, PoseSpec.conf_threshold), ("--iou", iou, PoseSpec.iou_threshold))
+    for opt, v, example in defaults:
+        if not 0.0 <= v <= 1.0:  # NaN fails this too
+            raise ExportError(f"{opt} {v} is out of range; use a value in [0, 1] (e.g. {opt} {example})")
+    if max_det < 1:
+        raise ExportError(f"--max-det {max_det} must be >= 1 (100 is the default, 300 for crowded scenes)")
 
 
 def default_opset(model: onnx.ModelProto) -> int:

@@ -41,7 +41,7 @@ from edgepose.export.import_layout import (
     reject_static,
 )
 from edgepose.export.import_verify import ImportCheck, verify_import
-from edgepose.export.tail import TAIL_MIN_OPSET, append_nms_tail, default_opset
+from edgepose.export.tail import TAIL_MIN_OPSET, append_nms_tail, check_thresholds, default_opset
 from edgepose.fsio import check_parent
 from edgepose.spec import (
     COCO_FLIP_INDEX,
@@ -121,14 +121,6 @@ def keypoint_meta(
     return names, skeleton, flip
 
 
-def _check_options(conf: float, iou: float, max_det: int) -> None:
-    for opt, v in (("--conf", conf), ("--iou", iou)):
-        if not 0.0 <= v <= 1.0:
-            raise ExportError(f"{opt} {v} is out of range; use a value in [0, 1] (e.g. {opt} 0.25)")
-    if max_det < 1:
-        raise ExportError(f"--max-det {max_det} must be >= 1 (100 is the default, 300 for crowded scenes)")
-
-
 def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     # onnxslim directly rather than export.deploy.simplify: deploy imports torch, import must not.
     import onnxslim
@@ -163,7 +155,7 @@ def import_onnx(
     src = Path(src)
     lay_kind = check_layout_option(layout)
     kpt_conf = KptConf(kpt_conf)
-    _check_options(conf, iou, max_det)
+    check_thresholds(conf, iou, max_det)
     check_parent(out_path)
     model = load_source(src)
     reject_static(model, str(src))

@@ -99,7 +99,7 @@ def read_image(path: Path) -> np.ndarray:
     if image is None:
         raise DataError(
             f"{path}: not a readable image (corrupt, empty or an unsupported format); "
-            "replace it or remove it from the SOURCE list"
+            "replace the file or leave it out"
         )
     return image
 
@@ -122,7 +122,7 @@ class VideoReader:
                 )
             raise DataError(
                 f"{source.path}: not a readable video (corrupt, empty or an unsupported codec); "
-                "re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) or remove it from the SOURCE list"
+                "re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) or leave it out"
             )
         self._first: np.ndarray | None = frame
         fps = self._cap.get(cv2.CAP_PROP_FPS)

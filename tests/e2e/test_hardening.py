@@ -205,12 +205,12 @@ def test_bench_sigint_while_caching_a_model_leaves_nothing(
         (
             "clip.mp4",  # FFmpeg logs past OpenCV's logger ("moov atom not found")
             "not a readable video (corrupt, empty or an unsupported codec); "
-            "re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) or remove it from the SOURCE list",
+            "re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4) or leave it out",
         ),
         (
             "pic.png",  # fails inside the progress bar, whose last frame must not be printed
             "not a readable image (corrupt, empty or an unsupported format); "
-            "replace it or remove it from the SOURCE list",
+            "replace the file or leave it out",
         ),
     ],
 )

@@ -144,7 +144,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("export-img-0", "export --weights {ckpt} --out {out}/m.onnx --img 0", ("--img 0 is not divisible by the largest stride 32", "e.g. 32")),
     ("export-from-onnx-detection-layout", "export --from-onnx {det} --out {out}/m.onnx", ("yolov8n.onnx: output (1, 84, 8400) does not fit (B, 4 + 1 + 3K, N)", "79 keypoint channels is not a positive multiple of 3", "export the raw pose model")),
     ("export-from-onnx-missing", "export --from-onnx {dir}/nope.onnx --out {out}/m.onnx", ("nope.onnx: no such file; pass the raw pose .onnx to import",)),
-    ("export-from-onnx-empty", "export --from-onnx {empty.onnx} --out {out}/m.onnx", ("empty.onnx is not a valid ONNX model",)),
+    ("export-from-onnx-empty", "export --from-onnx {empty.onnx} --out {out}/m.onnx", ("empty.onnx is empty (0 bytes); pass the raw pose .onnx to import",)),
     ("export-from-onnx-ckpt", "export --from-onnx {ckpt} --out {out}/m.onnx", ("w.pt is not a readable ONNX file (DecodeError); pass a .onnx model",)),
     ("export-from-onnx-conf-nan", "export --from-onnx {det} --out {out}/m.onnx --conf nan", ("--conf nan is out of range; use a value in [0, 1]",)),
     # quantize ----------------------------------------------------------------------------------------
