@@ -39,7 +39,7 @@ def _root(
 
 
 # One module per command (group); each adds itself to `app` when imported.
-_COMMAND_MODULES = ("data", "val")
+_COMMAND_MODULES = ("data", "val", "predict", "train", "export", "quantize", "bench")
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"edgepose.cli.{_name}")
 

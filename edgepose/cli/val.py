@@ -72,13 +72,18 @@ def _print_metrics(metrics: dict[str, float], title: str) -> None:
 @handle_errors
 def val(
     gt: Annotated[
-        Path, typer.Option("--gt", help="Ground truth: COCO keypoints JSON (or its dataset folder).")
+        Path,
+        typer.Option("--gt", "--data", help="Ground truth: COCO keypoints JSON (or its dataset folder)."),
     ],
     pred: Annotated[
         Path | None, typer.Option("--pred", help="Predictions: COCO keypoint results JSON (a list).")
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also save the metrics as JSON here.")
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Or predict with this PyTorch checkpoint (.pt) on --data."),
     ] = None,
 ) -> None:
     """COCO OKS keypoint AP, AP50, AP75, APM, APL and AR of predictions against ground truth."""
@@ -88,7 +93,7 @@ def val(
     from edgepose.fsio import check_parent, write_text
 
     # Exactly one source of predictions; a model source (--weights/--data) joins this list later.
-    sources = {"--pred": pred}
+    sources = {"--pred": pred, "--weights": weights}
     given = [name for name, value in sources.items() if value is not None]
     if len(given) != 1:
         raise ConfigError(f"give exactly one of {', '.join(sources)} (got {', '.join(given) or 'none'})")
@@ -102,6 +107,11 @@ def val(
     if pred is not None:
         predictions = load_predictions(pred, gt_ids, len(gt_data.keypoint_names))
         source = pred.name
+    if weights is not None:
+        from edgepose.train.evaluate import predict_checkpoint
+
+        predictions = predict_checkpoint(weights, gt_data)
+        source = weights.name
     metrics = evaluate_keypoints(gt, predictions).as_dict()
     _print_metrics(metrics, f"{source} vs {gt.name}: {len(predictions)} predictions")
     if json_out is not None:

@@ -1,0 +1,166 @@
+"""Validation of a PoseModel on a PoseDataset: letterbox -> model -> decode -> NMS -> original pixels
+-> COCO results -> OKS AP (pycocotools, through edgepose.data.coco_eval)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgepose.data.types import ImageRecord, PoseDataset
+from edgepose.nn.decode import decode
+from edgepose.nn.model import PoseModel
+from edgepose.runtime.letterbox import letterbox
+from edgepose.train.dataset import read_rgb
+
+VAL_CONF = 0.001  # COCO AP integrates over the whole score range: keep low-score detections
+VAL_IOU = 0.65
+MAX_DET = 100
+PRE_NMS_TOPK = 1000  # bounds the greedy NMS below on an untrained model that scores everything
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
+    """Greedy NMS: indices of kept boxes (N, 4) x1 y1 x2 y2, sorted by descending score.
+
+    Our own because torchvision (its `nms`) is not installable here; also the reference the
+    exporter's in-graph NMS is compared with.
+    """
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = (boxes[:, i].astype(np.float64) for i in range(4))
+    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = iw * ih
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_thr]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def postprocess(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    kpts: np.ndarray,
+    conf_thr: float = VAL_CONF,
+    iou_thr: float = VAL_IOU,
+    max_det: int = MAX_DET,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's decoded candidates (N, 4), (N,), (N, K, 3) -> kept detections, best first."""
+    idx = np.nonzero(scores > conf_thr)[0]
+    if idx.size > PRE_NMS_TOPK:
+        idx = idx[np.argsort(-scores[idx], kind="stable")[:PRE_NMS_TOPK]]
+    keep = idx[nms(boxes[idx], scores[idx], iou_thr)][:max_det]
+    return boxes[keep], scores[keep], kpts[keep]
+
+
+def _batches(
+    data: PoseDataset, size: int, batch: int, color: int
+) -> Iterator[tuple[list[ImageRecord], Any, list]]:
+    records = data.records
+    for start in range(0, len(records), batch):
+        recs = records[start : start + batch]
+        imgs, infos = [], []
+        for rec in recs:
+            img, info = letterbox(read_rgb(str(data.image_path(rec))), (size, size), color)
+            imgs.append(img)
+            infos.append(info)
+        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)  # (B, 3, S, S) uint8
+        yield recs, x, infos
+
+
+@torch.no_grad()
+def predict_coco(
+    model: PoseModel,
+    data: PoseDataset,
+    size: int,
+    *,
+    batch: int = 16,
+    conf_thr: float = VAL_CONF,
+    iou_thr: float = VAL_IOU,
+    letterbox_color: int = 114,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """COCO keypoint results (original-image pixels) for every image of `data`."""
+    from edgepose.data.coco_eval import detections_to_coco
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results: list[dict[str, Any]] = []
+    done = 0
+    try:
+        for recs, x, infos in _batches(data, size, batch, letterbox_color):
+            raw = model(x.to(device).float() / 255.0)
+            boxes, scores, kpts = (t.float().cpu().numpy() for t in decode(raw, model.anchors, model.strides))
+            for j, (rec, info) in enumerate(zip(recs, infos, strict=True)):
+                b, s, k = postprocess(boxes[j], scores[j], kpts[j], conf_thr, iou_thr)
+                b = info.to_original(b.reshape(-1, 2, 2)).reshape(-1, 4)  # (n, 4)
+                k = np.concatenate((info.to_original(k[..., :2]), k[..., 2:]), -1)  # (n, K, 3)
+                results.extend(detections_to_coco(rec.image_id, b, s, k))
+            done += len(recs)
+            if progress is not None:
+                progress(done)
+    finally:
+        model.train(was_training)
+    return results
+
+
+def subset(data: PoseDataset, max_images: int | None) -> PoseDataset:
+    """The first `max_images` images (all when None)."""
+    if max_images is None or max_images >= len(data):
+        return data
+    return PoseDataset(data.image_dir, data.records[:max_images], data.keypoint_names, data.skeleton)
+
+
+def evaluate_model(
+    model: PoseModel,
+    data: PoseDataset,
+    size: int,
+    *,
+    batch: int = 16,
+    max_images: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """OKS metrics (ap, ap50, ap75, apm, apl, ar) of `model` on (the first `max_images` of) `data`."""
+    from edgepose.data.coco import dataset_to_coco_dict
+    from edgepose.data.coco_eval import evaluate_keypoints
+
+    part = subset(data, max_images)
+    preds = predict_coco(model, part, size, batch=batch, progress=progress)
+    return dict(evaluate_keypoints(dataset_to_coco_dict(part), preds).as_dict())
+
+
+def flip_index_for(names: Sequence[str]) -> tuple[int, ...]:
+    """Mirror partner of each keypoint by name (left_* <-> right_*); itself when it has none."""
+    pos = {n: i for i, n in enumerate(names)}
+    out = []
+    for n in names:
+        partner = n.replace("left", "\0").replace("right", "left").replace("\0", "right")
+        out.append(pos.get(partner, pos[n]))
+    return tuple(out)
+
+
+def predict_checkpoint(
+    path: str | Path, data: PoseDataset, *, size: int | None = None, batch: int = 16, device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """COCO keypoint results of the checkpoint at `path` on `data`, at its spec's input size by default."""
+    import torch
+
+    from edgepose.nn.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, map_location=device)
+    with torch.inference_mode():
+        return predict_coco(
+            ck.model,
+            data,
+            size or ck.spec.input_size[0],
+            batch=batch,
+            letterbox_color=ck.spec.letterbox_color,
+        )

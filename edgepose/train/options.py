@@ -1,0 +1,156 @@
+"""What a training run is told: TrainOptions (everything but the model and the data), the progress
+hooks, option/data checks that run before anything is written, and the optimizer + LR schedule."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgepose.data.types import PoseDataset
+from edgepose.errors import ConfigError, DataError
+from edgepose.nn.config import ModelConfig
+from edgepose.train.augment import AugmentConfig
+from edgepose.train.loss import LossWeights
+
+
+class OptimizerKind(str, enum.Enum):
+    SGD = "sgd"  # the recipe: nesterov, momentum 0.937
+    ADAMW = "adamw"  # betas (momentum, 0.999); Ultralytics picks it for short runs (< 10k steps)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything about a run except the model config and the data."""
+
+    epochs: int = 100
+    batch: int = 32
+    img: int = 256
+    workers: int = 2
+    device: str = "cpu"
+    optimizer: OptimizerKind = OptimizerKind.SGD
+    lr0: float = 0.01  # SGD; ~0.002 for AdamW
+    lrf: float = 0.01  # final LR = lr0 * lrf (cosine)
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    warmup_bias_lr: float = 0.1
+    warmup_momentum: float = 0.8
+    close_mosaic: int = 1  # the last N epochs train without mosaic (images as the model sees them)
+    aug: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    val_max_images: int | None = (
+        None  # per-epoch validation on the first N images; the best on all at the end
+    )
+    val_batch: int = 16
+    val_every: int = 1  # validate every N epochs (and after the last)
+    seed: int = 0
+    max_steps_per_epoch: int | None = None  # tests and smoke runs
+    stop_after: int | None = None  # end this invocation after epoch N (schedule still spans `epochs`)
+
+
+@dataclass
+class TrainCallbacks:
+    """Hooks for the CLI's progress display; the library itself never prints."""
+
+    on_start: Callable[[dict[str, Any]], None] | None = None  # run facts: steps per epoch, device, ...
+    on_step: Callable[[int, int, int, dict[str, float], float], None] | None = (
+        None  # epoch, step, steps, losses, img/s
+    )
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # the metrics.jsonl record
+    on_final: Callable[[dict[str, Any]], None] | None = None  # results.json
+
+
+def check_options(cfg: ModelConfig, opts: TrainOptions) -> None:
+    """ConfigError for option values that cannot train; call before anything is written."""
+    if opts.batch < 1:
+        raise ConfigError(f"--batch {opts.batch} must be >= 1; use e.g. --batch 16")
+    if opts.epochs < 1:
+        raise ConfigError(f"--epochs {opts.epochs} must be >= 1; use e.g. --epochs 100")
+    m = max(cfg.strides)
+    if opts.img < m or opts.img % m:
+        near = max(m, round(opts.img / m) * m)
+        raise ConfigError(
+            f"--img {opts.img} is not divisible by the largest stride {m} of {cfg.name}; "
+            f"use e.g. --img {near}"
+        )
+    if opts.workers < 0:
+        raise ConfigError(f"--workers {opts.workers} must be >= 0 (0 loads data in the main process)")
+    if opts.val_max_images is not None and opts.val_max_images < 1:
+        raise ConfigError(f"--val-images {opts.val_max_images} must be >= 1; omit it to validate on all")
+    if opts.close_mosaic < 0:
+        raise ConfigError(f"--close-mosaic {opts.close_mosaic} must be >= 0")
+
+
+def check_people(data: PoseDataset, source: str, cfg: ModelConfig | None = None) -> None:
+    """DataError when `data` has no person annotations or the wrong number of keypoints."""
+    if not any(r.num_people for r in data.records):
+        raise DataError(
+            f"{source}: no person annotations in {len(data)} images; pass a dataset with labelled people "
+            "(e.g. `edgepose data synth`)"
+        )
+    if cfg is not None and len(data.keypoint_names) != cfg.num_keypoints:
+        raise DataError(
+            f"{source}: {len(data.keypoint_names)} keypoints per person but model {cfg.name} predicts "
+            f"{cfg.num_keypoints}; set num_keypoints in the model YAML"
+        )
+
+
+def options_to_dict(opts: TrainOptions) -> dict[str, Any]:
+    d = asdict(opts)
+    d["optimizer"] = opts.optimizer.value  # weights_only checkpoints hold plain values only
+    return d
+
+
+def param_groups(model: nn.Module, wd: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only; BN weights and all biases are not decayed."""
+    decay, no_decay, biases = [], [], []
+    for mod in model.modules():
+        for name, p in mod.named_parameters(recurse=False):
+            if name == "bias":
+                biases.append(p)
+            elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    return [
+        {"params": no_decay, "weight_decay": 0.0, "kind": "bn"},
+        {"params": decay, "weight_decay": wd, "kind": "weight"},
+        {"params": biases, "weight_decay": 0.0, "kind": "bias"},
+    ]
+
+
+def cosine_lr(opts: TrainOptions, it: int, total: int) -> float:
+    """LR at global step `it` of `total`: cosine from lr0 to lr0 * lrf."""
+    frac = min(it / max(total, 1), 1.0)
+    return opts.lr0 * (opts.lrf + (1 - opts.lrf) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def set_lr(opt: torch.optim.Optimizer, opts: TrainOptions, it: int, total: int, warmup: int) -> float:
+    lr = cosine_lr(opts, it, total)
+    sgd = opts.optimizer is OptimizerKind.SGD
+    for g in opt.param_groups:
+        if it < warmup:
+            # YOLOv5 warmup: biases come down from warmup_bias_lr (SGD only: far too high for Adam),
+            # weights come up from 0.
+            start = opts.warmup_bias_lr if g["kind"] == "bias" and sgd else 0.0
+            g["lr"] = start + (lr - start) * it / warmup
+            if sgd:
+                g["momentum"] = opts.warmup_momentum + (opts.momentum - opts.warmup_momentum) * it / warmup
+        else:
+            g["lr"] = lr
+            if sgd:
+                g["momentum"] = opts.momentum
+    return lr
+
+
+def make_optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
+    groups = param_groups(model, opts.weight_decay)
+    if opts.optimizer is OptimizerKind.ADAMW:
+        return torch.optim.AdamW(groups, lr=opts.lr0, betas=(opts.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=opts.lr0, momentum=opts.momentum, nesterov=True)
