@@ -10,7 +10,7 @@ import typer
 
 from edgepose.cli import app
 from edgepose.cli._common import console, err_console, handle_errors
-from edgepose.errors import ConfigError, ModelFileError
+from edgepose.errors import ConfigError, ModelFileError, OutputError
 
 _LOG_EVERY = 25  # steps between plain progress lines when stderr is not a terminal (logs)
 
@@ -189,10 +189,9 @@ def train(
         kinds = [k.value for k in OptimizerKind]
         if optimizer.lower() not in kinds:
             raise ConfigError(f"--optimizer {optimizer!r} is unknown; use one of {', '.join(kinds)}")
-        if mosaic < 0 or mosaic > 1:
-            raise ConfigError(f"--mosaic {mosaic} must be a probability in [0, 1]")
         opts = TrainOptions(
-            epochs=100 if epochs is None else epochs, batch=batch, img=img or cfg.input_size, workers=workers,
+            epochs=100 if epochs is None else epochs, batch=batch, workers=workers,
+            img=cfg.input_size if img is None else img,
             device=device, optimizer=OptimizerKind(optimizer.lower()), lr0=lr, warmup_epochs=warmup_epochs,
             close_mosaic=close_mosaic,
             aug=AugmentConfig(mosaic=mosaic), loss=LossWeights(kpt=kpt_weight, kpt_l1=kpt_l1),
@@ -213,7 +212,10 @@ def train(
     main_rank = int(os.environ.get("RANK", "0")) == 0
     created = main_rank and not out.exists()
     if main_rank:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # no permission, read-only disk, a file in the way: user errors
+            raise OutputError(f"cannot create --out {out} ({exc.strerror}); choose another --out") from exc
     progress, callbacks = _progress_callbacks(opts.epochs)
     try:
         result = run_training(cfg, train_set, val_set, out, opts, resume=resume, init_from=init_from,

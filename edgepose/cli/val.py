@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,6 +49,15 @@ def load_predictions(path: Path, gt_image_ids: set[int], num_keypoints: int) -> 
             raise DataError(
                 f"{path}: result {i} has {n} keypoint values, expected {3 * num_keypoints} "
                 f"({num_keypoints} x 3: x, y, score)"
+            )
+        finite = (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in [*kpts, p["score"]]
+        )
+        if not all(finite):
+            raise DataError(
+                f"{path}: result {i} has a keypoint or score that is not a finite number; "
+                "write numbers only (no strings, NaN or Infinity)"
             )
         if p["image_id"] not in gt_image_ids:
             raise DataError(

@@ -85,6 +85,19 @@ def check_options(cfg: ModelConfig, opts: TrainOptions) -> None:
         raise ConfigError(f"--val-images {opts.val_max_images} must be >= 1; omit it to validate on all")
     if opts.close_mosaic < 0:
         raise ConfigError(f"--close-mosaic {opts.close_mosaic} must be >= 0")
+    if not (opts.lr0 > 0 and math.isfinite(opts.lr0)):  # NaN fails `> 0`
+        raise ConfigError(f"--lr {opts.lr0} must be a positive number; use e.g. --lr 0.01")
+    if not (opts.warmup_epochs >= 0 and math.isfinite(opts.warmup_epochs)):
+        raise ConfigError(f"--warmup-epochs {opts.warmup_epochs} must be >= 0; use e.g. --warmup-epochs 1")
+    if not 0.0 <= opts.aug.mosaic <= 1.0:
+        raise ConfigError(f"--mosaic {opts.aug.mosaic} must be a probability in [0, 1]")
+    for opt, w in (("--kpt-weight", opts.loss.kpt), ("--kpt-l1", opts.loss.kpt_l1)):
+        if not (w >= 0 and math.isfinite(w)):
+            raise ConfigError(f"{opt} {w} must be a finite weight >= 0")
+    if opts.max_steps_per_epoch is not None and opts.max_steps_per_epoch < 1:
+        raise ConfigError(f"--max-steps {opts.max_steps_per_epoch} must be >= 1; omit it for full epochs")
+    if opts.device != "cpu" and not opts.device.startswith("cuda"):
+        raise ConfigError(f"--device {opts.device} is not supported; use cpu, cuda or cuda:N")
 
 
 def check_people(data: PoseDataset, source: str, cfg: ModelConfig | None = None) -> None:

@@ -70,6 +70,14 @@ def test_worse_predictions_lower_ap(synth_dataset: Path, tmp_path: Path) -> None
             ["pred.json", "result 0 has 3 keypoint values, expected 51"],
         ),
         (
+            json.dumps([{"image_id": 1, "category_id": 1, "keypoints": ["1"] * 51, "score": 0.5}]),
+            ["pred.json", "result 0 has a keypoint or score that is not a finite number"],
+        ),
+        (
+            '[{"image_id": 1, "category_id": 1, "keypoints": [' + ", ".join(["1"] * 51) + '], "score": NaN}]',
+            ["pred.json", "result 0 has a keypoint or score that is not a finite number"],
+        ),
+        (
             json.dumps([{"image_id": 987654, "category_id": 1, "keypoints": [0] * 51, "score": 0.5}]),
             ["pred.json", "result 0 has image_id 987654, which is not in the ground truth"],
         ),

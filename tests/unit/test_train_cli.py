@@ -55,6 +55,14 @@ def test_data_without_people_is_rejected(synth_dataset: Path, tmp_path: Path) ->
         ),
         ("--epochs", "0", "--epochs 0 must be >= 1"),
         ("--activation", "gelu", "--activation 'gelu' is unknown; use one of relu, relu6, silu"),
+        ("--img", "0", "--img 0 is not divisible by the largest stride 32"),
+        ("--lr", "nan", "--lr nan must be a positive number"),
+        ("--lr", "-1", "--lr -1.0 must be a positive number"),
+        ("--mosaic", "nan", "--mosaic nan must be a probability in [0, 1]"),
+        ("--warmup-epochs", "-1", "--warmup-epochs -1.0 must be >= 0"),
+        ("--kpt-weight", "nan", "--kpt-weight nan must be a finite weight >= 0"),
+        ("--max-steps", "0", "--max-steps 0 must be >= 1"),
+        ("--device", "tpu", "--device tpu is not supported; use cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_option_values(
@@ -176,3 +184,12 @@ def test_interrupt_before_first_checkpoint_leaves_no_run_folder(
     assert result.exit_code == 130
     assert "interrupted" in result.stderr
     assert not out.exists()
+
+
+def test_out_that_cannot_be_created_is_one_line(synth_dataset: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "run"  # mkdir fails (ENOTDIR) whatever the user's privileges
+    result = _train(*TINY, "--data", str(synth_dataset), "--out", str(out))
+    assert_one_line_error(result, f"cannot create --out {out}", "choose another --out")
+    assert blocker.read_text() == "not a folder"
