@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from edgepose.data.types import ImageRecord, PoseDataset
+from edgepose.export.reference import nms  # greedy NMS with onnxruntime's rules; no torchvision here
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
 from edgepose.runtime.letterbox import letterbox
@@ -20,28 +21,6 @@ VAL_CONF = 0.001  # COCO AP integrates over the whole score range: keep low-scor
 VAL_IOU = 0.65
 MAX_DET = 100
 PRE_NMS_TOPK = 1000  # bounds the greedy NMS below on an untrained model that scores everything
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:
-    """Greedy NMS: indices of kept boxes (N, 4) x1 y1 x2 y2, sorted by descending score.
-
-    Our own because torchvision (its `nms`) is not installable here; also the reference the
-    exporter's in-graph NMS is compared with.
-    """
-    order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = (boxes[:, i].astype(np.float64) for i in range(4))
-    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = iw * ih
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_thr]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def postprocess(

@@ -186,18 +186,6 @@ def test_tail_rejects_low_opset_and_already_end_to_end_graphs() -> None:
         )
 
 
-def test_reference_nms_agrees_with_the_training_nms() -> None:
-    """Two independent implementations (export reference: float32, ORT semantics; training: float64)."""
-    from edgepose.train.evaluate import nms as train_nms
-
-    boxes, scores, _ = _random_candidates(4, seed=104)
-    for b in range(4):
-        for iou in (0.3, 0.45, 0.7):
-            ours = nms(boxes[b], scores[b], iou)
-            np.testing.assert_array_equal(ours, train_nms(boxes[b], scores[b], iou))
-            assert 10 < len(ours) < N  # suppression happened, but not of everything
-
-
 def test_reference_nms_semantics_on_hand_made_boxes() -> None:
     boxes = np.array(
         [[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 10], [20, 20, 30, 30], [5, 5, 5, 9]], np.float32
