@@ -85,8 +85,8 @@ def check_options(cfg: ModelConfig, opts: TrainOptions) -> None:
         raise ConfigError(f"--val-images {opts.val_max_images} must be >= 1; omit it to validate on all")
     if opts.close_mosaic < 0:
         raise ConfigError(f"--close-mosaic {opts.close_mosaic} must be >= 0")
-    if not (opts.lr0 > 0 and math.isfinite(opts.lr0)):  # NaN fails `> 0`
-        raise ConfigError(f"--lr {opts.lr0} must be a positive number; use e.g. --lr 0.01")
+    if not (opts.lr0 >= 0 and math.isfinite(opts.lr0)):  # NaN fails `>= 0`; 0 freezes the weights
+        raise ConfigError(f"--lr {opts.lr0} must be a finite number >= 0; use e.g. --lr 0.01")
     if not (opts.warmup_epochs >= 0 and math.isfinite(opts.warmup_epochs)):
         raise ConfigError(f"--warmup-epochs {opts.warmup_epochs} must be >= 0; use e.g. --warmup-epochs 1")
     if not 0.0 <= opts.aug.mosaic <= 1.0:
