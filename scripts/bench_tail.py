@@ -6,6 +6,10 @@ load hits both alike; onnxruntime on CPU with a fixed thread count. Prints p50/p
 tail's overhead in percent of the raw graph's p50 (target: <= 3%).
 
     .venv/bin/python scripts/bench_tail.py [--weights CKPT] [--img 256] [--runs 300] [--threads 2]
+        [--also LABEL=OTHER_E2E.onnx ...]
+
+`--also` adds more end-to-end graphs of the same model and size to the interleaving (e.g. one exported
+by an older edgepose, to measure a change to the tail side by side with the current one).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-spin", action="store_true", help="onnxruntime threads sleep instead of spinning")
     ap.add_argument("--conf", type=float, default=0.25, help="score threshold fed to the end-to-end graph")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=PATH", help="another e2e graph")
     args = ap.parse_args()
 
     from edgepose.export import export_model
@@ -74,24 +79,28 @@ def main() -> None:
             "end-to-end": _session(e2e.path, args.threads, spin),
         }
         x = to_input(sample_images(1, (args.img, args.img)), InputFormat.FLOAT)  # (1, 3, S, S)
-        feeds = {
-            "raw head": {INPUT_NAME: x},
-            "end-to-end": {INPUT_NAME: x, SCORE_THR_NAME: np.array(args.conf, np.float32)},
-        }
+        e2e_feed = {INPUT_NAME: x, SCORE_THR_NAME: np.array(args.conf, np.float32)}
+        feeds = {"raw head": {INPUT_NAME: x}, "end-to-end": e2e_feed}
+        nodes = {"raw head": raw.nodes.total, "end-to-end": e2e.nodes.total}
+        for item in args.also:
+            label, _, path = item.partition("=")
+            if not path or not Path(path).is_file():
+                raise SystemExit(f"--also {item!r}: expected LABEL=PATH to an existing .onnx file")
+            import onnx
+
+            sessions[label], feeds[label] = _session(Path(path), args.threads, spin), e2e_feed
+            nodes[label] = len(onnx.load(path, load_external_data=False).graph.node)
         times: dict[str, list[float]] = {k: [] for k in sessions}
         for i in range(args.warmup + args.runs):
-            order = list(sessions) if i % 2 == 0 else list(sessions)[::-1]  # alternate who goes first
+            k = i % len(sessions)
+            order = list(sessions)[k:] + list(sessions)[:k]  # rotate who goes first
             for name in order:
                 t0 = time.perf_counter()
-                out = sessions[name].run(None, feeds[name])
+                sessions[name].run(None, feeds[name])
                 dt = time.perf_counter() - t0
                 if i >= args.warmup:
                     times[name].append(dt * 1e3)
-        kept = (
-            int(out[1][0])
-            if name == "end-to-end"
-            else int(sessions["end-to-end"].run(None, feeds["end-to-end"])[1][0])
-        )
+        kept = int(sessions["end-to-end"].run(None, feeds["end-to-end"])[1][0])
 
     p50 = {k: float(np.percentile(v, 50)) for k, v in times.items()}
     print(
@@ -100,10 +109,12 @@ def main() -> None:
         f"({kept} detections kept on the sample image)"
     )
     for k, v in times.items():
-        nodes = (raw if k == "raw head" else e2e).nodes.total
-        print(f"  {k:<11} p50 {p50[k]:7.3f} ms   p90 {np.percentile(v, 90):7.3f} ms   nodes {nodes}")
-    overhead = (p50["end-to-end"] - p50["raw head"]) / p50["raw head"] * 100
-    print(f"  tail overhead: {p50['end-to-end'] - p50['raw head']:+.3f} ms = {overhead:+.2f}% (target <= 3%)")
+        print(f"  {k:<11} p50 {p50[k]:7.3f} ms   p90 {np.percentile(v, 90):7.3f} ms   nodes {nodes[k]}")
+    for k in [k for k in times if k != "raw head"]:
+        extra = p50[k] - p50["raw head"]
+        overhead = extra / p50["raw head"] * 100
+        what = "tail overhead" if k == "end-to-end" else f"{k} vs raw head"
+        print(f"  {what}: {extra:+.3f} ms = {overhead:+.2f}% (target <= 3%)")
 
 
 if __name__ == "__main__":

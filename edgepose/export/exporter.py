@@ -94,40 +94,25 @@ def _check_options(
     check_thresholds(conf, iou, max_det)
 
 
-def _raw_shapes(raw: onnx.ModelProto) -> list[tuple[int, ...]]:
-    """Raw output shapes with a dynamic batch read as 1 (for tracing the decode)."""
-    return [tuple(d.dim_value or 1 for d in o.type.tensor_type.shape.dim) for o in raw.graph.output]
-
-
 def build_graph(
     model: PoseModel, spec: PoseSpec, *, opset: int, batch: int, dynamic_batch: bool
 ) -> onnx.ModelProto:
     """The ONNX graph for a (BN-folded) PoseModel as `spec` describes it (graph kind, size, format)."""
-    from edgepose.export.deploy import export_decode, export_raw, join_end2end
+    from edgepose.export.deploy import end2end, export_net
 
     trace_opset = min(opset, TRACE_MAX_OPSET)
-    raw = export_raw(
+    e2e = spec.graph is GraphKind.END2END
+    graph = export_net(
         model,
         size=spec.input_size,
         batch=batch,
         input_format=spec.input_format,
         opset=trace_opset,
         dynamic_batch=dynamic_batch,
+        conv_layout=e2e,
     )
-    graph = raw
-    if spec.graph is GraphKind.END2END:
-        dec, decode_kpts = export_decode(
-            model, _raw_shapes(raw), opset=trace_opset, dynamic_batch=dynamic_batch
-        )
-        graph = join_end2end(
-            raw,
-            dec,
-            decode_kpts,
-            num_keypoints=spec.num_keypoints,
-            max_det=spec.max_det,
-            conf=spec.conf_threshold,
-            iou=spec.iou_threshold,
-        )
+    if e2e:
+        graph = end2end(graph, model, max_det=spec.max_det, conf=spec.conf_threshold, iou=spec.iou_threshold)
     if opset > trace_opset:
         from onnx import version_converter
 

@@ -75,6 +75,8 @@ class TailBuilder:
 
 # (builder, gathered payload rows (M, E), their candidate indices (M,)) -> name of the (M, 3K) keypoints
 KptDecoder = Callable[[TailBuilder, str, str], str]
+# (builder, kept rows' image indices (M,), their candidate indices (M,)) -> name of the (M, 3K) keypoints
+KptGather = Callable[[TailBuilder, str, str], str]
 
 
 def _set_default(graph: onnx.GraphProto, name: str, value: np.ndarray, elem: int) -> None:
@@ -88,12 +90,13 @@ def append_nms_tail(
     *,
     boxes: str,
     scores: str,
-    kpts: str,
+    kpts: str | None,
     num_keypoints: int,
     max_det: int,
     conf: float,
     iou: float,
     decode_kpts: KptDecoder | None = None,
+    gather_kpts: KptGather | None = None,
     batch: int | str | None = None,
     prefix: str = TAIL_PREFIX + "nms/",
 ) -> onnx.ModelProto:
@@ -114,6 +117,8 @@ def append_nms_tail(
         raise ValueError(f"tail prefix {prefix!r} must start with {TAIL_PREFIX!r}")
     if max_det < 1:
         raise ValueError(f"max_det must be >= 1, got {max_det}")
+    if (kpts is None) == (gather_kpts is None):
+        raise ValueError("pass exactly one of kpts (a (B, N, E) tensor) and gather_kpts")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
@@ -150,12 +155,17 @@ def append_nms_tail(
         "Unsqueeze", [b.node("GatherND", [scores, bi_box], "row_score_m"), axm1], "row_score"
     )  # (M, 1)
     row_cls = b.node("Mul", [row_score, b.const("zero_f", np.array(0.0, np.float32))], "row_class")  # (M, 1)
-    row_kpt = b.node("GatherND", [kpts, bi_box], "row_kpts")  # (M, E)
-    if decode_kpts is not None:
-        box_index = b.node(
-            "Gather", [sel, b.const("col_box", np.array(2, np.int64))], "box_index", axis=1
-        )  # (M,)
-        row_kpt = decode_kpts(b, row_kpt, box_index)  # (M, 3K)
+
+    def box_index() -> str:  # (M,)
+        return b.node("Gather", [sel, b.const("col_box", np.array(2, np.int64))], "box_index", axis=1)
+
+    if gather_kpts is not None:
+        image_index = b.node("Squeeze", [img, ax1], "image_index_m")  # (M,)
+        row_kpt = gather_kpts(b, image_index, box_index())  # (M, 3K)
+    else:
+        row_kpt = b.node("GatherND", [kpts, bi_box], "row_kpts")  # (M, E)
+        if decode_kpts is not None:
+            row_kpt = decode_kpts(b, row_kpt, box_index())  # (M, 3K)
     rows = b.node("Concat", [row_box, row_score, row_cls, row_kpt], "rows", axis=1)  # (M, 6 + 3K)
 
     # A static batch folds the batch-dependent shapes into constants (fewer nodes at run time).
@@ -206,10 +216,10 @@ def tail_nodes(model: onnx.ModelProto, prefix: str = TAIL_PREFIX) -> list[onnx.N
     return [n for n in model.graph.node if n.name.startswith(prefix)]
 
 
-def tail_inputs(model: onnx.ModelProto, prefix: str = TAIL_PREFIX + "nms/") -> tuple[str, str, str]:
-    """The (boxes, scores, kpts) tensor names the NMS tail of `model` reads (to expose them for checks)."""
+def tail_inputs(model: onnx.ModelProto, prefix: str = TAIL_PREFIX + "nms/") -> tuple[str, str]:
+    """The (boxes, scores) candidate tensors the NMS tail of `model` reads (to expose them for checks)."""
     by_name = {n.name: n for n in model.graph.node}
     try:
-        return tuple(by_name[prefix + n].input[0] for n in ("row_box", "row_score_m", "row_kpts"))  # type: ignore[return-value]
+        return by_name[prefix + "row_box"].input[0], by_name[prefix + "row_score_m"].input[0]
     except KeyError as exc:
         raise ExportError("the graph has no edgepose NMS tail; export it with `edgepose export`") from exc

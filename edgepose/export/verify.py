@@ -165,7 +165,7 @@ def _with_candidate_outputs(graph: onnx.ModelProto) -> onnx.ModelProto:
     """A copy that also outputs the candidates the NMS tail reads: boxes (B, N, 4), scores (B, N)."""
     out = onnx.ModelProto()
     out.CopyFrom(graph)
-    boxes, scores, _ = tail_inputs(graph)
+    boxes, scores = tail_inputs(graph)
     out.graph.output.extend(
         onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in (boxes, scores)
     )

@@ -50,7 +50,10 @@ def save_checkpoint(
     model = getattr(model, "module", model)  # unwrap DDP
     if not isinstance(model, PoseModel):
         raise TypeError(f"save_checkpoint expects a PoseModel, got {type(model).__name__}")
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for k, v in model.state_dict().items()
+    }
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "format_version": FORMAT_VERSION,
