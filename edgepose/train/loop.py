@@ -150,8 +150,8 @@ def train(
         model = build_model(cfg)
         if init_from is not None and not resume:
             init_weights_from(model, init_from)
-        # channels_last: oneDNN's NHWC convolutions train the nano model 1.25-1.6x faster on a 2-core
-        # x86 CPU than NCHW (measured side by side, batch 32 at 256 px); cuDNN prefers NHWC under AMP too.
+        # channels_last: oneDNN's NHWC convolutions train edgepose-n 1.32x faster than NCHW on a 2-core
+        # x86 CPU (scripts/bench_train_step.py, batch 32 at 256 px); cuDNN prefers NHWC under AMP too.
         model.to(info.device, memory_format=torch.channels_last)
         spec = _spec_for(cfg, train_data, opts.img)
         ema = ModelEMA(model)
