@@ -141,14 +141,19 @@ def test_quantize_sigint_while_writing_leaves_nothing(tmp_path: Path) -> None:
     assert model.read_bytes() == before
 
 
+def _small_bench_args(ckpt: Path, data: Path, out: Path, cache: Path) -> list[object]:
+    """`edgepose bench` of the float variant on 2 images, 1 run: quick, yet exports and caches a model."""
+    return [
+        "bench", ckpt, "--data", data, "--variants", "float", "--num-images", "2",
+        "--runs", "1", "--threads", "1", "--out", out, "--cache-dir", cache,
+    ]  # fmt: skip
+
+
 def test_bench_sigterm_mid_export_leaves_no_report_and_no_partial_cache(
     lively_checkpoint: Path, synth_dataset: Path, tmp_path: Path
 ) -> None:
     out, cache = tmp_path / "bench", tmp_path / "cache"
-    args = [
-        "bench", lively_checkpoint, "--data", synth_dataset, "--variants", "float", "--num-images", "2",
-        "--runs", "1", "--threads", "1", "--out", out, "--cache-dir", cache,
-    ]  # fmt: skip
+    args = _small_bench_args(lively_checkpoint, synth_dataset, out, cache)
     child = Child(args, tmp_path)
     child.wait_for(lambda s: "checkpoints are exported" in s)  # printed right before the export starts
     rc, err = child.interrupt(signal.SIGTERM)
@@ -187,10 +192,7 @@ def test_bench_sigint_while_caching_a_model_leaves_nothing(
     lively_checkpoint: Path, synth_dataset: Path, tmp_path: Path
 ) -> None:
     out, cache = tmp_path / "bench", tmp_path / "cache"
-    args = [
-        "bench", lively_checkpoint, "--data", synth_dataset, "--variants", "float", "--num-images", "2",
-        "--runs", "1", "--threads", "1", "--out", out, "--cache-dir", cache,
-    ]  # fmt: skip
+    args = _small_bench_args(lively_checkpoint, synth_dataset, out, cache)
     child = Child(args, tmp_path, cache)
     line = child.wait_for(lambda s: s.startswith(MARKER))  # the exported float model is being cached
     assert Path(line.split(" ", 1)[1].strip()).parent == cache

@@ -125,17 +125,24 @@ def test_dynamic_batch_tail_runs_at_any_batch_size() -> None:
         assert num.tolist() == [len(w) for w in want]
 
 
-def test_tail_structure_names_and_default_inputs() -> None:
-    model = append_nms_tail(
-        _candidates_graph(1),
+def _tail_on(
+    model: onnx.ModelProto, *, max_det: int = 10, conf: float = 0.25, iou: float = 0.45
+) -> onnx.ModelProto:
+    """append_nms_tail on the Identity outputs of `_candidates_graph`."""
+    return append_nms_tail(
+        model,
         boxes="boxes_out",
         scores="scores_out",
         kpts="kpts_out",
         num_keypoints=K,
-        max_det=20,
-        conf=0.4,
-        iou=0.6,
+        max_det=max_det,
+        conf=conf,
+        iou=iou,
     )
+
+
+def test_tail_structure_names_and_default_inputs() -> None:
+    model = _tail_on(_candidates_graph(1), max_det=20, conf=0.4, iou=0.6)
     tail = tail_nodes(model)
     assert len(tail) == len(model.graph.node) - 3  # everything but the 3 Identity nodes
     assert all(n.name.startswith(TAIL_PREFIX + "nms/") for n in tail)
@@ -153,37 +160,10 @@ def test_tail_structure_names_and_default_inputs() -> None:
 
 def test_tail_rejects_low_opset_and_already_end_to_end_graphs() -> None:
     with pytest.raises(ExportError, match=r"needs opset >= 13, the graph has 12"):
-        append_nms_tail(
-            _candidates_graph(1, opset=12),
-            boxes="boxes_out",
-            scores="scores_out",
-            kpts="kpts_out",
-            num_keypoints=K,
-            max_det=10,
-            conf=0.25,
-            iou=0.45,
-        )
-    once = append_nms_tail(
-        _candidates_graph(1),
-        boxes="boxes_out",
-        scores="scores_out",
-        kpts="kpts_out",
-        num_keypoints=K,
-        max_det=10,
-        conf=0.25,
-        iou=0.45,
-    )
+        _tail_on(_candidates_graph(1, opset=12))
+    once = _tail_on(_candidates_graph(1))
     with pytest.raises(ExportError, match="already has an input named 'score_threshold'"):
-        append_nms_tail(
-            once,
-            boxes="boxes_out",
-            scores="scores_out",
-            kpts="kpts_out",
-            num_keypoints=K,
-            max_det=10,
-            conf=0.25,
-            iou=0.45,
-        )
+        _tail_on(once)
 
 
 def test_reference_nms_semantics_on_hand_made_boxes() -> None:
