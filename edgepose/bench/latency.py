@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ DEFAULT_RUNS = 50
 DEFAULT_WARMUP = 5  # first calls pay for memory planning and caches; never timed
 # Latency is timed at the deployment setting (what a board runs), fed at run time where the graph allows.
 DEPLOY_CONF, DEPLOY_IOU = 0.25, 0.45
+SWITCH_BLOCK = 5  # timed calls per model per round when several models are timed side by side
 
 
 @dataclass(frozen=True)
@@ -43,18 +45,54 @@ def measure_latency(
     iou: float | None = None,
 ) -> Latency:
     """Time `runs` calls of `estimator` on `image` after `warmup` untimed ones (the runtime's own Timings)."""
+    return measure_latencies([estimator], image, runs=runs, warmup=warmup, conf=conf, iou=iou)[0]
+
+
+def measure_latencies(
+    estimators: Sequence[PoseEstimator],
+    image: np.ndarray,
+    *,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+    conf: float | None = None,
+    iou: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Latency]:
+    """Time several models side by side: `warmup` untimed calls each, then rounds in which every model,
+    in an order rotating from round to round, gets one untimed switch-in call and a block of up to
+    SWITCH_BLOCK timed calls, until each has `runs`. Background load and clock changes hit all models
+    alike, so their ratios hold on a shared machine (timed one after another, the int8/float ratio of
+    the same two files drifted from 1.14x to 0.97x between two runs here). The switch-in call absorbs
+    the previous model's onnxruntime threads still spinning on the same cores."""
     if runs < 1:
         raise ConfigError(f"--runs must be >= 1, got {runs}; use e.g. --runs 50")
     if warmup < 0:
         raise ConfigError(f"warm-up runs must be >= 0, got {warmup}")
-    for _ in range(warmup):
-        estimator(image, conf=conf, iou=iou)
-    stages = np.empty((runs, 3), np.float64)  # (runs, pre/infer/post)
-    for i in range(runs):
-        t = estimator(image, conf=conf, iou=iou).timings
-        assert t is not None  # the estimator always records timings (internal invariant, not user input)
-        stages[i] = (t.preprocess_ms, t.inference_ms, t.postprocess_ms)
-    total = stages.sum(axis=1)  # (runs,)
-    p50, p90 = np.percentile(total, [50, 90])
-    pre, infer, post = np.median(stages, axis=0)
-    return Latency(float(p50), float(p90), float(pre), float(infer), float(post), runs, warmup)
+    for est in estimators:
+        for _ in range(warmup):
+            est(image, conf=conf, iou=iou)
+    n = len(estimators)
+    stages = np.empty((n, runs, 3), np.float64)  # (models, runs, pre/infer/post)
+    done = 0  # timed calls per model so far
+    rnd = 0
+    while done < runs:
+        block = min(SWITCH_BLOCK, runs - done)
+        for k in range(n):
+            m = (rnd + k) % n  # rotate who goes first
+            if n > 1:
+                estimators[m](image, conf=conf, iou=iou)  # switch-in, untimed
+            for j in range(block):
+                t = estimators[m](image, conf=conf, iou=iou).timings
+                assert t is not None  # the estimator always records timings (internal invariant)
+                stages[m, done + j] = (t.preprocess_ms, t.inference_ms, t.postprocess_ms)
+        done += block
+        rnd += 1
+        if progress:
+            progress(done, runs)
+    out = []
+    for st in stages:
+        total = st.sum(axis=1)  # (runs,)
+        p50, p90 = np.percentile(total, [50, 90])
+        pre, infer, post = np.median(st, axis=0)
+        out.append(Latency(float(p50), float(p90), float(pre), float(infer), float(post), runs, warmup))
+    return out

@@ -24,7 +24,8 @@ def settings_lines(result: BenchResult) -> list[str]:
         f"IoU {ev['iou']} max {ev['max_det']} detections (evaluation setting; checkpoints are exported "
         "with it baked in)",
         f"latency: batch 1, {s['threads']} thread(s), {s['warmup']} warm-up + {s['runs']} timed runs "
-        f"per model at score {lat['conf']} IoU {lat['iou']} (deployment setting); "
+        f"per model, models interleaved (rounds of 5 timed calls each, rotating order), at score "
+        f"{lat['conf']} IoU {lat['iou']} (deployment setting); "
         "p50/p90 of pre + infer + post; FPS = 1000 / p50",
         "kernels: from onnxruntime's optimized graph — 'fused int8' ran integer kernels; 'emulated' ran "
         "dequantize + float kernels (16-bit QDQ on CPU: not a board figure)",

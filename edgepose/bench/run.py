@@ -8,15 +8,21 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edgepose import __version__, fsio
-from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, ValSet, evaluate, load_val
+from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, Accuracy, ValSet, evaluate, load_val
 from edgepose.bench.cache import DEFAULT_CACHE_DIR, BenchCache
 from edgepose.bench.inputs import Candidate, SourceKind, prepare_checkpoint, resolve_inputs
 from edgepose.bench.kernels import count_layers, optimized_kernels, read_nodes
-from edgepose.bench.latency import DEFAULT_RUNS, DEFAULT_WARMUP, DEPLOY_CONF, DEPLOY_IOU, measure_latency
+from edgepose.bench.latency import (
+    DEFAULT_RUNS,
+    DEFAULT_WARMUP,
+    DEPLOY_CONF,
+    DEPLOY_IOU,
+    Latency,
+    measure_latencies,
+)
 from edgepose.bench.report import write_reports
 from edgepose.bench.result import BenchResult, BenchRow, fill_delta_ap
 from edgepose.bench.variants import ALL_VARIANTS
@@ -26,6 +32,9 @@ from edgepose.spec import METADATA_PREFIX, SCORE_THR_NAME, PoseSpec, Precision
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Warn = Callable[[str], None]
 DEFAULT_THREADS = 2
+if TYPE_CHECKING:
+    from edgepose.runtime.estimator import PoseEstimator
+
 QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"  # spelled in edgepose.quant.graph, which needs onnx
 QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"
 
@@ -46,10 +55,10 @@ def layers_16bit_pct(spec: PoseSpec, props: dict[str, str], model_path: Path) ->
     return 100.0 * len(plan) / max(1, layers)
 
 
-def _measure(
-    cand: Candidate, val: ValSet, image: np.ndarray, *, threads: int, runs: int, warmup: int,
-    progress: Progress | None, warn: Warn,
-) -> BenchRow:  # fmt: skip
+def _evaluate(
+    cand: Candidate, val: ValSet, *, threads: int, progress: Progress | None, warn: Warn
+) -> tuple[PoseEstimator, Accuracy]:
+    """Open `cand` and score its accuracy on `val` (evaluation setting)."""
     from edgepose.runtime.estimator import PoseEstimator
 
     est = PoseEstimator(cand.path, threads=threads)
@@ -68,20 +77,19 @@ def _measure(
     stage = f"evaluate {label} {spec.precision.value}"
     acc = evaluate(est, val, conf=EVAL_CONF, iou=EVAL_IOU, max_det=min(EVAL_MAX_DET, spec.max_det),
                    progress=(lambda d, n: progress(stage, d, n)) if progress else None)  # fmt: skip
-    stage = f"latency {label} {spec.precision.value}"
-    if progress:
-        progress(stage, 0, 1)
-    lat = measure_latency(est, image, runs=runs, warmup=warmup, conf=DEPLOY_CONF, iou=DEPLOY_IOU)
+    return est, acc
+
+
+def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threads: int) -> BenchRow:
+    spec = est.spec
     kernels = optimized_kernels(cand.path, threads)
-    if progress:
-        progress(stage, 1, 1)
     props = est.session.get_modelmeta().custom_metadata_map
     m = acc.metrics
     return BenchRow(
-        label=label, model=str(cand.path), source=cand.source.value, variant=spec.precision, name=spec.name,
-        input_size=tuple(spec.input_size), cached=cand.cached, ap=m.ap, ap50=m.ap50, ap75=m.ap75, ar=m.ar,
-        num_images=acc.num_images, num_detections=acc.num_detections, p50_ms=lat.p50_ms, p90_ms=lat.p90_ms,
-        fps=lat.fps, preprocess_ms=lat.preprocess_ms, inference_ms=lat.inference_ms,
+        label=cand.label, model=str(cand.path), source=cand.source.value, variant=spec.precision,
+        name=spec.name, input_size=tuple(spec.input_size), cached=cand.cached, ap=m.ap, ap50=m.ap50,
+        ap75=m.ap75, ar=m.ar, num_images=acc.num_images, num_detections=acc.num_detections, p50_ms=lat.p50_ms,
+        p90_ms=lat.p90_ms, fps=lat.fps, preprocess_ms=lat.preprocess_ms, inference_ms=lat.inference_ms,
         postprocess_ms=lat.postprocess_ms, runs=lat.runs, warmup=lat.warmup,
         size_bytes=cand.path.stat().st_size, layers_16bit_pct=layers_16bit_pct(spec, props, cand.path),
         kernels=kernels, group=cand.group or f"{spec.name}@{spec.input_size[0]}x{spec.input_size[1]}",
@@ -174,12 +182,23 @@ def run_bench(
                                              num_calib=num_calib, cache=cache, threads=threads,
                                              progress=progress)  # fmt: skip
 
+    evaluated = [_evaluate(c, val, threads=threads, progress=progress, warn=on_warning) for c in candidates]
+    # Latency after all accuracy runs, every model timed in the same rounds (see measure_latencies).
+    stage = f"latency, {len(candidates)} model(s) interleaved"
+    lats = measure_latencies(
+        [est for est, _ in evaluated],
+        image,
+        runs=runs,
+        warmup=warmup,
+        conf=DEPLOY_CONF,
+        iou=DEPLOY_IOU,
+        progress=(lambda d, n: progress(stage, d, n)) if progress else None,
+    )
     rows: list[BenchRow] = []
     warned_sizes: set[tuple[int, int]] = set()
     val_size = val.typical_size()
-    for cand in candidates:
-        row = _measure(cand, val, image, threads=threads, runs=runs, warmup=warmup, progress=progress,
-                       warn=on_warning)  # fmt: skip
+    for cand, (est, acc), lat in zip(candidates, evaluated, lats, strict=True):
+        row = _row(cand, est, acc, lat, threads)
         if row.input_size != val_size and row.input_size not in warned_sizes:
             warned_sizes.add(row.input_size)
             h, w = row.input_size

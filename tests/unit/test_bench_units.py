@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.bench.cache import BenchCache, make_key
 from edgepose.bench.kernels import KernelCounts, KernelMode, count_kernels, count_layers, read_nodes
-from edgepose.bench.latency import measure_latency
+from edgepose.bench.latency import measure_latencies, measure_latency
 from edgepose.bench.result import COLUMNS, ROW_KEYS, BenchRow, fill_delta_ap
 from edgepose.bench.run import QUANT_METHOD_KEY, QUANT_PLAN_KEY, layers_16bit_pct
 from edgepose.bench.variants import parse_variants
@@ -186,6 +186,35 @@ def test_latency_percentiles_fps_and_split_after_warmup() -> None:
     assert lat.inference_ms == pytest.approx(np.median(totals - 1.0))
     with pytest.raises(ConfigError, match="--runs must be >= 1, got 0"):
         measure_latency(est, np.zeros((4, 4, 3), np.uint8), runs=0)  # type: ignore[arg-type]
+
+
+def test_latencies_of_several_models_are_timed_in_rotating_interleaved_rounds() -> None:
+    calls: list[str] = []
+
+    class _Named:
+        def __init__(self, name: str, ms: float) -> None:
+            self.name, self.ms = name, ms
+
+        def __call__(self, image: np.ndarray, **kwargs: object) -> object:
+            calls.append(self.name)
+            t = Timings(0.0, self.ms + len(calls) * 1e-3, 0.0)  # slowly "warming" clock shared by both
+
+            class _R:
+                timings = t
+
+            return _R()
+
+    a, b = _Named("a", 2.0), _Named("b", 5.0)
+    lats = measure_latencies([a, b], np.zeros((4, 4, 3), np.uint8), runs=7, warmup=1)  # type: ignore[list-item]
+    # 1 warm-up each; round 1: a (switch-in + 5 timed), b (same); round 2 starts with b: 2 timed each
+    assert calls == ["a", "b"] + ["a"] * 6 + ["b"] * 6 + ["b"] * 3 + ["a"] * 3
+    assert [lat.runs for lat in lats] == [7, 7]
+    a_timed = [4, 5, 6, 7, 8, 19, 20]  # call numbers (the fake clock) of a's timed calls
+    b_timed = [10, 11, 12, 13, 14, 16, 17]
+    assert lats[0].p50_ms == pytest.approx(2.0 + np.median(a_timed) * 1e-3)
+    assert lats[1].p50_ms == pytest.approx(5.0 + np.median(b_timed) * 1e-3)
+    with pytest.raises(ConfigError, match="--runs must be >= 1, got 0"):
+        measure_latencies([a, b], np.zeros((4, 4, 3), np.uint8), runs=0)  # type: ignore[list-item]
 
 
 # --- streamed COCO scoring ---------------------------------------------------------------------------------
