@@ -308,16 +308,16 @@ def end2end(
     net: onnx.ModelProto,
     model: PoseModel,
     *,
+    size: tuple[int, int],
     max_det: int,
     conf: float,
     iou: float,
 ) -> onnx.ModelProto:
-    """conv-layout network graph -> + decode (DECODE_PREFIX) -> + NMS tail with the keypoint gather."""
+    """conv-layout network graph of input `size` (H, W) -> + decode (DECODE_PREFIX) -> + NMS tail with
+    the keypoint gather. Level sizes follow from `size` and the strides (the exporter has checked that
+    the largest stride divides it), not from the traced graph's shape annotations."""
     outs = list(net.graph.output)
-    sizes = [
-        (int(o.type.tensor_type.shape.dim[2].dim_value), int(o.type.tensor_type.shape.dim[3].dim_value))
-        for o in outs
-    ]
+    sizes = [(size[0] // s, size[1] // s) for s in model.strides]
     dim0 = net.graph.input[0].type.tensor_type.shape.dim[0]
     single = dim0.HasField("dim_value") and dim0.dim_value == 1
     tables = DecodeTables.build(

@@ -112,7 +112,14 @@ def build_graph(
         conv_layout=e2e,
     )
     if e2e:
-        graph = end2end(graph, model, max_det=spec.max_det, conf=spec.conf_threshold, iou=spec.iou_threshold)
+        graph = end2end(
+            graph,
+            model,
+            size=spec.input_size,
+            max_det=spec.max_det,
+            conf=spec.conf_threshold,
+            iou=spec.iou_threshold,
+        )
     if opset > trace_opset:
         from onnx import version_converter
 

@@ -92,12 +92,16 @@ def _parity(path: Path, model: torch.nn.Module, images: np.ndarray, conf: float)
     return out
 
 
-@pytest.mark.parametrize(("size", "batch"), [(128, 1), (160, 2)])
+@pytest.mark.parametrize(
+    ("size", "batch"),
+    [((128, 128), 1), ((160, 160), 2), ((96, 128), 1)],
+    ids=["128-b1", "160-b2", "96x128-b1"],
+)
 def test_parity_with_pytorch_and_reference_nms(
-    tiny_onnx_factory: Callable[..., Path], model: torch.nn.Module, size: int, batch: int
+    tiny_onnx_factory: Callable[..., Path], model: torch.nn.Module, size: tuple[int, int], batch: int
 ) -> None:
-    path = tiny_onnx_factory() if size == 128 else tiny_onnx_factory(img=size, batch=batch)
-    images = sample_images(4, (size, size), seed=IMAGE_SEED)  # (4, 3, S, S), a different scene per item
+    path = tiny_onnx_factory() if size == (128, 128) else tiny_onnx_factory(img=size, batch=batch)
+    images = sample_images(4, size, seed=IMAGE_SEED)  # (4, 3, H, W), a different scene per item
     same = rows = 0
     for start in range(0, 4, batch):
         for conf in (0.25, 0.001):  # deployment threshold, then the evaluation setting fed at run time
