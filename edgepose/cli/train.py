@@ -114,7 +114,11 @@ def train(
     batch: Annotated[int, typer.Option("--batch", help="Images per step (per process under torchrun).")] = 32,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/last.pt (same options).")] = False,
     init_from: Annotated[
-        Path | None, typer.Option("--init-from", help="Start from this checkpoint's weights (fine-tune).")
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Start from this checkpoint's weights (fine-tune; biases warm up from 0, not 0.1).",
+        ),
     ] = None,
     activation: Annotated[
         str | None,

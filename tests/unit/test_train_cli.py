@@ -167,6 +167,23 @@ def test_init_from_swaps_activation(synth_dataset: Path, tmp_path: Path, tiny_ch
     torch.testing.assert_close(tuned.model.state_dict()["backbone.stem.conv.weight"], w0)
 
 
+def test_init_from_warms_biases_up_from_zero(
+    synth_dataset: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    # 2 epochs of 1 step: step 0 is the warmup step. From scratch the recipe gives biases lr 0.1 there;
+    # a fine-tune must not (it knocked a trained model's AP down by two thirds), so at --lr 0 nothing moves.
+    out = tmp_path / "tuned"
+    args = ["--init-from", str(tiny_checkpoint), "--data", str(synth_dataset), "--out", str(out)]
+    result = _train(*TINY[2:], *args, "--epochs", "2", "--lr", "0", "--warmup-epochs", "1")
+    assert result.exit_code == 0, result.output
+    from edgepose.nn.checkpoint import load_checkpoint
+
+    tuned = load_checkpoint(out / "last.pt").train_state["model"]
+    start = load_checkpoint(tiny_checkpoint).model.state_dict()
+    for name in ("head.convs.0.bias", "head.convs.2.bias", "neck.bu.1.cv3.bn.bias"):
+        torch.testing.assert_close(tuned[name], start[name], rtol=0, atol=0)
+
+
 def test_interrupt_before_first_checkpoint_leaves_no_run_folder(
     synth_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
