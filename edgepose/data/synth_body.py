@@ -145,15 +145,37 @@ def _add(p: tuple, d: tuple, k: float) -> tuple[float, float, float]:
     return p[0] + k * d[0], p[1] + k * d[1], p[2] + k * d[2]
 
 
+# The nine base angle ranges of every pose (degrees), drawn in one `rng.uniform` call: with array
+# bounds the Generator draws one double per element, in order, through the same sampler as a scalar
+# call, so this is the same stream and the same values as nine separate calls (pinned by
+# tests/unit/test_synth.py::test_output_is_pinned) at about half the cost.
+_BASE_RANGES = (
+    ("hip_flex", -5, 10, 2), ("hip_abd", 0, 10, 2), ("knee", 0, 12, 2), ("sh_flex", -15, 25, 2),
+    ("sh_abd", 3, 25, 2), ("elbow", 0, 50, 2), ("lean", -5, 8, 1), ("bend", -5, 5, 1), ("roll", -6, 6, 1),
+)  # fmt: skip
+_BASE_LO = np.array([lo for _, lo, _, n in _BASE_RANGES for _ in range(n)], np.float64)  # (15,)
+_BASE_HI = np.array([hi for _, _, hi, n in _BASE_RANGES for _ in range(n)], np.float64)  # (15,)
+
+
+def _base_index() -> dict[str, slice | int]:
+    """Where each base angle sits in the (15,) draw: a slice for a (left, right) pair, else an index."""
+    index: dict[str, slice | int] = {}
+    i = 0
+    for name, _, _, n in _BASE_RANGES:
+        index[name] = slice(i, i + n) if n > 1 else i
+        i += n
+    return index
+
+
+_BASE_INDEX = _base_index()
+
+
 def _angles(rng: np.random.Generator, family: PoseFamily) -> dict[str, np.ndarray | float]:
     """Joint angles (radians) of one pose; per-side arrays are (left, right)."""
     u = rng.uniform
     r = np.radians
-    a: dict[str, np.ndarray | float] = {
-        "hip_flex": r(u(-5, 10, 2)), "hip_abd": r(u(0, 10, 2)), "knee": r(u(0, 12, 2)),
-        "sh_flex": r(u(-15, 25, 2)), "sh_abd": r(u(3, 25, 2)), "elbow": r(u(0, 50, 2)),
-        "lean": r(u(-5, 8)), "bend": r(u(-5, 5)), "roll": r(u(-6, 6)),
-    }  # fmt: skip
+    base = r(u(_BASE_LO, _BASE_HI, len(_BASE_LO)))  # (15,); pairs are views, "lean" etc. float64 scalars
+    a: dict[str, np.ndarray | float] = {name: base[i] for name, i in _BASE_INDEX.items()}
     if family is PoseFamily.WALKING:
         amp, phase = r(u(15, 35)), u(0, 2 * math.pi)
         swing = amp * np.array([math.sin(phase), -math.sin(phase)])
@@ -209,21 +231,63 @@ def _yaw(rng: np.random.Generator, family: PoseFamily) -> float:
     return math.radians(deg)
 
 
-def _shade(color, f: float) -> tuple[int, int, int]:
-    return tuple(min(255, max(0, int(c * f))) for c in color)
+def _shade(color: list | tuple, f: float) -> tuple[int, int, int]:
+    b, g, r = color
+    return min(255, max(0, int(b * f))), min(255, max(0, int(g * f))), min(255, max(0, int(r * f)))
 
 
+# Joints in the order of the 3-D body array's first rows (upper body, then legs); torso landmarks and
+# face points follow them. Index tables below are spelled by name and resolved once at import.
+_JOINTS = (
+    "neck", "head", "sho0", "elb0", "wri0", "hand0", "sho1", "elb1", "wri1", "hand1",
+    "hip0", "kne0", "ank0", "toe0", "hip1", "kne1", "ank1", "toe1",
+)  # fmt: skip
+_J = {n: i for i, n in enumerate(_JOINTS)}
+_N_UPPER = 10  # rows carried by the spine's bend and lean
+_TORSO_ROWS = slice(len(_JOINTS), len(_JOINTS) + 13)
+_FACE_ROW = len(_JOINTS) + 13
+_N_ROWS = _FACE_ROW + 5  # joints, torso hull landmarks, face points
+_KP_ORDER = [f"{j}{i}" for j in ("sho", "elb", "wri", "hip", "kne", "ank") for i in (0, 1)]
+_KP_ROWS = np.array([*range(_FACE_ROW, _N_ROWS), *(_J[n] for n in _KP_ORDER)])  # (17,) COCO order
+# (33,) the points whose extent places the body: keypoints, torso hull, toes and head centre
+_EXTENT_ROWS = np.array([*_KP_ROWS, *range(_N_ROWS)[_TORSO_ROWS], _J["toe0"], _J["toe1"], _J["head"]])
+# face points in head coordinates (for a head radius of 0.062), with outward normals for the facing test
+_FACE_LOCAL = np.array([[0, -0.004, 0.05], [0.018, 0.012, 0.042], [-0.018, 0.012, 0.042],
+                        [0.042, 0.004, -0.004], [-0.042, 0.004, -0.004]])  # fmt: skip
+_FACE_NORM = np.array([[0, 0, 1], [0.35, 0, 0.94], [-0.35, 0, 0.94], [1, 0, 0], [-1, 0, 0]])
+# capsule limbs: part, from joint, to joint, thickness (x standing height x girth), clothing
+_LIMBS = tuple(
+    (int(part), _J[j1], _J[j2], th, cloth)
+    for part, j1, j2, th, cloth in (
+        (P.L_UPPER_ARM, "sho0", "elb0", 0.06, "shirt"), (P.R_UPPER_ARM, "sho1", "elb1", 0.06, "shirt"),
+        (P.L_FOREARM, "elb0", "wri0", 0.047, "sleeve"), (P.R_FOREARM, "elb1", "wri1", 0.047, "sleeve"),
+        (P.L_HAND, "wri0", "hand0", 0.04, "skin"), (P.R_HAND, "wri1", "hand1", 0.04, "skin"),
+        (P.L_THIGH, "hip0", "kne0", 0.09, "trousers"), (P.R_THIGH, "hip1", "kne1", 0.09, "trousers"),
+        (P.L_SHIN, "kne0", "ank0", 0.065, "shin"), (P.R_SHIN, "kne1", "ank1", 0.065, "shin"),
+        (P.L_FOOT, "ank0", "toe0", 0.04, "shoes"), (P.R_FOOT, "ank1", "toe1", 0.04, "shoes"),
+    )
+)  # fmt: skip
+_SKIN_L, _TROUSERS_L, _HAIR_L = _SKIN.tolist(), _TROUSERS.tolist(), _HAIR.tolist()
+
+
+# sample_person is written for speed (it was the generator's largest Python cost) but must reproduce
+# the published datasets bit for bit, so every rewrite in it is exact: scalar maths runs on Python
+# floats, which round +, -, * and / exactly like numpy float64 scalars; elementwise array maths runs
+# on whole arrays at once (the same ops per element); min, max, indexing and copies are exact; every
+# matrix product (BLAS, whose summation order is its own) and every numpy trig call (SIMD, which may
+# round unlike libm) is kept as it was, on operands of the same values, shapes and layout; and the
+# random draws are the same calls in the same order. tests/unit/test_synth.py pins the output.
 def sample_person(rng: np.random.Generator, size: int, height_frac: float, light: float) -> Person:
     """A random person of standing height `height_frac` x `size`, placed (possibly truncated) in the image."""
     family = _FAMILIES[bisect.bisect(_FAMILY_CDF, rng.random())]  # rng.choice(p=) is 10x slower
     a = _angles(rng, family)
     yaw = _yaw(rng, family)
-    var = rng.normal(1.0, 0.05, 8).clip(0.88, 1.12)
+    var = [min(max(v, 0.88), 1.12) for v in rng.normal(1.0, 0.05, 8).tolist()]  # = .clip(0.88, 1.12)
     hip_w, sh_w = 0.058 * var[0], 0.102 * var[1]  # joint centres, not the outer width
     torso_len, neck_len = 0.30 * var[2], 0.045
     upper_arm, forearm = 0.18 * var[3], 0.155 * var[3]
     thigh, shin = 0.245 * var[4], 0.245 * var[4]
-    head_r = np.array([0.050, 0.062]) * var[5]
+    head_r = (0.050 * var[5], 0.062 * var[5])
     girth = var[6]
 
     # --- 3-D joints in body units (pelvis at the origin); the upper body is built in the spine's frame
@@ -231,45 +295,38 @@ def sample_person(rng: np.random.Generator, size: int, height_frac: float, light
     head_rot = (
         r_torso @ _rot_y(math.radians(rng.uniform(-35, 35))) @ _rot_x(math.radians(rng.uniform(-15, 15)))
     )
-    upper: dict[str, tuple] = {
-        "neck": (0.0, torso_len, 0.0),
-        "head": (0.0, torso_len + neck_len + head_r[1] * 0.9, 0.0),
-    }
-    lower: dict[str, tuple] = {}
-    for i, s in enumerate((1, -1)):
+    sh_flex, sh_abd, elbow = a["sh_flex"].tolist(), a["sh_abd"].tolist(), a["elbow"].tolist()
+    hip_flex, hip_abd, knee = a["hip_flex"].tolist(), a["hip_abd"].tolist(), a["knee"].tolist()
+    upper: list[tuple] = [(0.0, torso_len, 0.0), (0.0, torso_len + neck_len + head_r[1] * 0.9, 0.0)]
+    lower: list[tuple] = []
+    for i, s in enumerate((1, -1)):  # rows in _JOINTS order
         sho = (s * sh_w, torso_len - 0.025, 0.0)
-        ua = _limb_dir(float(a["sh_flex"][i]), float(a["sh_abd"][i]), s)
-        fa = _bend(ua, (-0.3 * s, 0.4, 1.0), float(a["elbow"][i]))
-        upper[f"sho{i}"] = sho
-        upper[f"elb{i}"] = elb = _add(sho, ua, upper_arm)
-        upper[f"wri{i}"] = wri = _add(elb, fa, forearm)
-        upper[f"hand{i}"] = _add(wri, fa, 0.035)
+        ua = _limb_dir(sh_flex[i], sh_abd[i], s)
+        fa = _bend(ua, (-0.3 * s, 0.4, 1.0), elbow[i])
+        elb = _add(sho, ua, upper_arm)
+        wri = _add(elb, fa, forearm)
+        upper += [sho, elb, wri, _add(wri, fa, 0.035)]
         hip = (s * hip_w, 0.0, 0.0)
-        th = _limb_dir(float(a["hip_flex"][i]), float(a["hip_abd"][i]), s)
-        sh = _bend(th, (0.0, -0.5, -1.0), float(a["knee"][i]))
-        lower[f"hip{i}"] = hip
-        lower[f"kne{i}"] = kne = _add(hip, th, thigh)
-        lower[f"ank{i}"] = ank = _add(kne, sh, shin)
-        lower[f"toe{i}"] = (ank[0], ank[1] - 0.02, ank[2] + 0.065)
-    # face points in head coordinates, with outward normals for the facing test
-    face_local = np.array([[0, -0.004, 0.05], [0.018, 0.012, 0.042], [-0.018, 0.012, 0.042],
-                           [0.042, 0.004, -0.004], [-0.042, 0.004, -0.004]])  # fmt: skip
-    face_local *= head_r[1] / 0.062
-    face_norm = np.array([[0, 0, 1], [0.35, 0, 0.94], [-0.35, 0, 0.94], [1, 0, 0], [-1, 0, 0]])
+        th = _limb_dir(hip_flex[i], hip_abd[i], s)
+        sh = _bend(th, (0.0, -0.5, -1.0), knee[i])
+        kne = _add(hip, th, thigh)
+        ank = _add(kne, sh, shin)
+        lower += [hip, kne, ank, (ank[0], ank[1] - 0.02, ank[2] + 0.065)]
     # torso hull from 3-D landmarks, so side views show the chest depth instead of the shoulder width
-    t = np.array([[sh_w * 1.02, torso_len - 0.03, 0], [-sh_w * 1.02, torso_len - 0.03, 0],
-                  [0, torso_len, 0.05], [0, torso_len, -0.05],
-                  [0, 0.2, 0.08 * girth], [0, 0.2, -0.07 * girth],
-                  [0.078 * girth, 0.12, 0], [-0.078 * girth, 0.12, 0], [0.088 * girth, 0.0, 0],
-                  [-0.088 * girth, 0.0, 0], [0, 0.0, 0.065 * girth], [0, 0.0, -0.065 * girth],
-                  [0, -0.04, 0]])  # fmt: skip
-    names = list(upper) + list(lower)
-    n_up = len(upper)
-    body = np.array(list(upper.values()) + list(lower.values()) + t.tolist())  # (J + 13, 3)
-    body[:n_up] = body[:n_up] @ r_torso.T  # the spine's bend and lean carry the upper body
-    body[len(names) : len(names) + 10] = body[len(names) : len(names) + 10] @ r_torso.T
-    head_c = body[1]
-    body = np.concatenate([body, head_c + face_local @ head_rot.T])  # (J + 13 + 5, 3)
+    g = girth
+    torso = [(sh_w * 1.02, torso_len - 0.03, 0), (-sh_w * 1.02, torso_len - 0.03, 0),
+             (0, torso_len, 0.05), (0, torso_len, -0.05),
+             (0, 0.2, 0.08 * g), (0, 0.2, -0.07 * g),
+             (0.078 * g, 0.12, 0), (-0.078 * g, 0.12, 0), (0.088 * g, 0.0, 0),
+             (-0.088 * g, 0.0, 0), (0, 0.0, 0.065 * g), (0, 0.0, -0.065 * g),
+             (0, -0.04, 0)]  # fmt: skip
+    body = np.empty((_N_ROWS, 3))  # (J + 13 + 5, 3)
+    body[:_FACE_ROW] = upper + lower + torso
+    body[:_N_UPPER] = body[:_N_UPPER] @ r_torso.T  # the spine's bend and lean carry the upper body
+    t0 = _TORSO_ROWS.start
+    body[t0 : t0 + 10] = body[t0 : t0 + 10] @ r_torso.T
+    face_local = _FACE_LOCAL * (head_r[1] / 0.062)
+    body[_FACE_ROW:] = body[_J["head"]] + face_local @ head_rot.T
 
     view = _rot_y(yaw)
     roll = float(a["roll"])
@@ -277,15 +334,11 @@ def sample_person(rng: np.random.Generator, size: int, height_frac: float, light
     scale = height_frac * size
     q = body @ view.T  # (M, 3) camera frame: x right, y up, z toward the camera
     x, y = q[:, 0], -q[:, 1]
-    xy = np.stack([x * cr - y * sr, x * sr + y * cr], 1) * scale  # (M, 2) image offsets, y down
-    nj = len(names)
-    P2 = dict(zip(names, xy[:nj], strict=True))
-    Z = dict(zip(names, q[:nj, 2].tolist(), strict=True))
-    torso_xy = xy[nj : nj + 13]
-    face_xy = xy[nj + 13 :]
-    face_n_z = (face_norm @ head_rot.T @ view.T)[:, 2]  # (5,) normal toward the camera
-    order = [f"{j}{i}" for j in ("sho", "elb", "wri", "hip", "kne", "ank") for i in (0, 1)]
-    kp = np.concatenate([face_xy, xy[[names.index(n) for n in order]]])  # (17, 2)
+    xy = np.empty((_N_ROWS, 2))  # (M, 2) image offsets, y down
+    xy[:, 0] = x * cr - y * sr
+    xy[:, 1] = x * sr + y * cr
+    xy *= scale
+    face_n_z = (_FACE_NORM @ head_rot.T @ view.T)[:, 2]  # (5,) normal toward the camera
     face_hidden = np.zeros(17, bool)
     face_hidden[:5] = face_n_z < _FACE_HIDE_BELOW
 
@@ -293,68 +346,57 @@ def sample_person(rng: np.random.Generator, size: int, height_frac: float, light
     torso_key = -0.02 - 0.07 * min(1.0, max(0.0, (s_abs - 0.5) / 0.5))
 
     # --- place: the body's extent centre lands uniformly in (and a little beyond) the image
-    allpts = np.concatenate([kp, torso_xy, np.stack([P2["toe0"], P2["toe1"], P2["head"]])])
+    allpts = xy[_EXTENT_ROWS]  # (33, 2)
     lo, hi = allpts.min(0), allpts.max(0)
     centre = rng.uniform(-0.1, 1.1, 2) * size
     centre[1] = rng.uniform(0.15, 0.95) * size if family is not PoseFamily.LYING else centre[1]
     off = centre - (lo + hi) / 2
-    kp, torso_xy = kp + off, torso_xy + off
-    for n in names:
-        P2[n] = P2[n] + off
+    kp = xy[_KP_ROWS] + off  # (17, 2)
+    joints = (xy[: len(_JOINTS)] + off).tolist()  # (J, 2) as lists of floats
 
-    # --- colours
-    skin = _SKIN[rng.integers(len(_SKIN))] * rng.uniform(0.9, 1.1)
+    # --- colours (a palette row times a float: int * float rounds as numpy's int64 -> float64 * float)
+    row, f = _SKIN_L[rng.integers(len(_SKIN_L))], rng.uniform(0.9, 1.1)
+    skin = [c * f for c in row]
     shirt = cv2.cvtColor(np.uint8([[[rng.integers(0, 180), rng.integers(40, 255), rng.integers(60, 250)]]]),
-                         cv2.COLOR_HSV2BGR)[0, 0].astype(float)  # fmt: skip
-    trousers = _TROUSERS[rng.integers(len(_TROUSERS))] * rng.uniform(0.8, 1.2)
-    shoes = np.array([30.0, 30, 30]) * rng.uniform(0.5, 3)
-    hair = _HAIR[rng.integers(len(_HAIR))].astype(float)
+                         cv2.COLOR_HSV2BGR)[0, 0].astype(float).tolist()  # fmt: skip
+    row, f = _TROUSERS_L[rng.integers(len(_TROUSERS_L))], rng.uniform(0.8, 1.2)
+    trousers = [c * f for c in row]
+    shoes = [30.0 * rng.uniform(0.5, 3)] * 3
+    hair = _HAIR_L[rng.integers(len(_HAIR_L))]
     long_sleeves, shorts = rng.random() < 0.5, rng.random() < 0.25
-    skin, shirt, trousers, shoes, hair = (c.tolist() for c in (skin, shirt, trousers, shoes, hair))
+    clothes = {"shirt": shirt, "sleeve": shirt if long_sleeves else skin, "skin": skin, "trousers": trousers,
+               "shin": skin if shorts else trousers, "shoes": shoes}  # fmt: skip
     w = scale * girth
-    limbs = [
-        (P.L_UPPER_ARM, "sho0", "elb0", 0.06, shirt), (P.R_UPPER_ARM, "sho1", "elb1", 0.06, shirt),
-        (P.L_FOREARM, "elb0", "wri0", 0.047, shirt if long_sleeves else skin),
-        (P.R_FOREARM, "elb1", "wri1", 0.047, shirt if long_sleeves else skin),
-        (P.L_HAND, "wri0", "hand0", 0.04, skin), (P.R_HAND, "wri1", "hand1", 0.04, skin),
-        (P.L_THIGH, "hip0", "kne0", 0.09, trousers), (P.R_THIGH, "hip1", "kne1", 0.09, trousers),
-        (P.L_SHIN, "kne0", "ank0", 0.065, skin if shorts else trousers),
-        (P.R_SHIN, "kne1", "ank1", 0.065, skin if shorts else trousers),
-        (P.L_FOOT, "ank0", "toe0", 0.04, shoes), (P.R_FOOT, "ank1", "toe1", 0.04, shoes),
-    ]  # fmt: skip
+    z = q[: len(_JOINTS), 2].tolist()  # depth toward the camera
     segments = []
-    for order, (part, n1, n2, th, col) in enumerate(limbs):
-        key = max(Z[n1], Z[n2]) + 1e-4 * order
+    for order, (part, j1, j2, th, cloth) in enumerate(_LIMBS):
+        key = max(z[j1], z[j2]) + 1e-4 * order
         shade = 0.78 if key < torso_key else 1.0  # far-side limbs in shadow
-        segments.append(
-            (key, int(part), P2[n1].tolist(), P2[n2].tolist(), max(1.0, th * w), _shade(col, shade * light))
-        )
-    segments.append(
-        (torso_key + 1e-3, int(P.NECK), P2["neck"], P2["head"], max(1.0, 0.05 * w), _shade(skin, light))
-    )
-    hv = P2["head"] - P2["neck"]
-    head_angle = math.degrees(math.atan2(hv[1], hv[0])) + 90.0  # ellipse's vertical axis along the neck
+        colour = _shade(clothes[cloth], shade * light)
+        segments.append((key, part, joints[j1], joints[j2], max(1.0, th * w), colour))
+    neck, head_c = joints[_J["neck"]], joints[_J["head"]]
+    segments.append((torso_key + 1e-3, int(P.NECK), neck, head_c, max(1.0, 0.05 * w), _shade(skin, light)))
+    # the ellipse's vertical axis along the neck
+    head_angle = math.degrees(math.atan2(head_c[1] - neck[1], head_c[0] - neck[0])) + 90.0
     face_dir = (view @ head_rot)[:, 2]  # the head's forward vector in camera coordinates
-    head_axes = scale * head_r * np.array([1 + 0.15 * s_abs, 1.0])
-    head = (P2["head"], head_axes, head_angle, _shade(skin, light), _shade(hair, light),
-            float(face_dir[0]), face_dir[2] < -0.3)  # fmt: skip
-    eyes = face_xy[1:3] + off
-    eyes = np.where(face_hidden[1:3, None], np.nan, eyes)
+    head_axes = (scale * head_r[0] * (1 + 0.15 * s_abs), scale * head_r[1])
+    head = (head_c, head_axes, head_angle, _shade(skin, light), _shade(hair, light),
+            float(face_dir[0]), bool(face_dir[2] < -0.3))  # fmt: skip
     return Person(
         keypoints=kp,
         face_hidden=face_hidden,
         height_px=scale,
-        depth_y=float(allpts[:, 1].max() + off[1]),
+        depth_y=float(hi[1] + off[1]),
         segments=segments,
-        torso=torso_xy,
+        torso=xy[_TORSO_ROWS] + off,
         torso_key=torso_key,
         torso_color=_shade(shirt, light),
         head=head,
-        eyes=eyes,
+        eyes=np.where(face_hidden[1:3, None], np.nan, kp[1:3]),  # the eyes are keypoints 1 and 2
     )
 
 
-def _pt(p) -> tuple[int, int]:
+def _pt(p: list | tuple) -> tuple[int, int]:
     return int(p[0] * _ONE + 0.5), int(p[1] * _ONE + 0.5)
 
 
@@ -366,6 +408,7 @@ def draw_person(img: np.ndarray, owner: np.ndarray, person: Person, index: int, 
     items = [(s[0], 1, s) for s in person.segments] + [(person.torso_key, 0, None)]
     items.sort(key=lambda t: (t[0], t[1]))
     dark = 0.55  # outline brightness
+    code0 = owner_code(index, 0)
     for _, kind, seg in items:
         if kind == 0:
             hull = cv2.convexHull(np.round(person.torso * _ONE).astype(np.int32))
@@ -373,29 +416,22 @@ def draw_person(img: np.ndarray, owner: np.ndarray, person: Person, index: int, 
             if outline:
                 col = tuple(int(c * dark) for c in person.torso_color)
                 cv2.polylines(img, [hull], True, col, 1, cv2.LINE_AA, SHIFT)
-            cv2.fillConvexPoly(owner, hull, owner_code(index, P.TORSO), cv2.LINE_8, SHIFT)
+            cv2.fillConvexPoly(owner, hull, code0 + P.TORSO, cv2.LINE_8, SHIFT)
             continue
-        _, part, p1, p2, th, col = seg
-        a, b = _pt(p1), _pt(p2)
+        _, part, (x1, y1), (x2, y2), th, col = seg
+        a = int(x1 * _ONE + 0.5), int(y1 * _ONE + 0.5)  # _pt, inlined: ~50 calls per person
+        b = int(x2 * _ONE + 0.5), int(y2 * _ONE + 0.5)
         t = max(1, round(th))
-        if outline and t >= 3:
-            cv2.line(img, a, b, tuple(int(c * dark) for c in col), t + 2, cv2.LINE_AA, SHIFT)
+        edged = outline and t >= 3
+        cb, cg, cr = col
+        if edged:
+            cv2.line(img, a, b, (int(cb * dark), int(cg * dark), int(cr * dark)), t + 2, cv2.LINE_AA, SHIFT)
         cv2.line(img, a, b, col, t, cv2.LINE_AA, SHIFT)
         if t >= 4:  # a highlight along the limb: a cylinder, not a flat band
-            hi = tuple(min(255, int(c * 1.18 + 12)) for c in col)
-            ox, oy = -0.18 * t, -0.12 * t
-            cv2.line(
-                img,
-                _pt((p1[0] + ox, p1[1] + oy)),
-                _pt((p2[0] + ox, p2[1] + oy)),
-                hi,
-                max(1, int(t * 0.35)),
-                cv2.LINE_AA,
-                SHIFT,
-            )
-        cv2.line(
-            owner, a, b, owner_code(index, part), t + (2 if outline and t >= 3 else 0), cv2.LINE_8, SHIFT
-        )
+            hi = min(255, int(cb * 1.18 + 12)), min(255, int(cg * 1.18 + 12)), min(255, int(cr * 1.18 + 12))
+            ox, oy, ht = -0.18 * t, -0.12 * t, max(1, int(t * 0.35))
+            cv2.line(img, _pt((x1 + ox, y1 + oy)), _pt((x2 + ox, y2 + oy)), hi, ht, cv2.LINE_AA, SHIFT)
+        cv2.line(owner, a, b, code0 + part, t + 2 if edged else t, cv2.LINE_8, SHIFT)
     centre, axes, angle, skin, hair, face_x, back = person.head
     c = _pt(centre)
     ax = (max(1, round(axes[0] * _ONE)), max(1, round(axes[1] * _ONE)))
@@ -415,6 +451,23 @@ def draw_person(img: np.ndarray, owner: np.ndarray, person: Person, index: int, 
     cv2.ellipse(owner, c, ax, angle, 0, 360, owner_code(index, P.HEAD), -1, cv2.LINE_8, SHIFT)
     if axes[1] >= 6:
         r = max(1, int(axes[1] * 0.12))
-        for e in person.eyes:
-            if not np.isnan(e[0]):
-                cv2.circle(img, (round(e[0]), round(e[1])), r, (25, 25, 25), -1, cv2.LINE_AA)
+        for ex, ey in person.eyes.tolist():
+            if not math.isnan(ex):
+                cv2.circle(img, (round(ex), round(ey)), r, (25, 25, 25), -1, cv2.LINE_AA)
+
+
+def owner_box(person: Person, size: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), clipped to the image: a box holding every owner pixel draw_person writes.
+
+    Conservative, not tight: the owner map gets lines of thickness <= th + 3 px (round(th) + 2 when
+    outlined) around the segments, the torso hull, and the head ellipse (semi-axes rounded to 1/16 px);
+    each rasterises within 1 px of its exact shape. The pad below covers all of them with a margin.
+    """
+    pts = [p for s in person.segments for p in (s[2], s[3])] + person.torso.tolist()
+    centre, axes = person.head[0], person.head[1]
+    pad = max(max(s[4] for s in person.segments) + 3, 2 * max(axes[0], axes[1])) + 4
+    xs = [p[0] for p in pts] + [centre[0]]
+    ys = [p[1] for p in pts] + [centre[1]]
+    x0, y0 = max(0, math.floor(min(xs) - pad)), max(0, math.floor(min(ys) - pad))
+    x1, y1 = min(size, math.ceil(max(xs) + pad) + 1), min(size, math.ceil(max(ys) + pad) + 1)
+    return x0, y0, x1, y1

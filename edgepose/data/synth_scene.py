@@ -37,7 +37,7 @@ def _noise(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _colour(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(lo, hi, 3))
+    return tuple(rng.integers(lo, hi, 3).tolist())
 
 
 def _smooth(rng: np.random.Generator, size: int, cells: int, ch: int = 3) -> np.ndarray:
@@ -45,6 +45,22 @@ def _smooth(rng: np.random.Generator, size: int, cells: int, ch: int = 3) -> np.
     small = rng.random((cells, cells, ch), dtype=np.float32)
     out = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
     return out if ch > 1 else out[..., None]
+
+
+def _full(a: np.ndarray, lo: int) -> np.ndarray:
+    """`a` — a (3,) colour, an (lo, lo, 1) plane or an (lo, 1, 3) column of colours — as a contiguous
+    (lo, lo, 3) array.
+
+    numpy runs an elementwise op on (lo, lo, 3) with such an operand ~20x slower than on full arrays
+    (its inner loop is 3 long), so the operands are widened first. The widening is a copy (exact);
+    the arithmetic stays numpy's float32 ops, elementwise as before, so the values are unchanged.
+    """
+    if a.shape == (3,):
+        return cv2.repeat(a.reshape(1, 1, 3), lo, lo)
+    if a.shape == (lo, lo, 1):
+        plane = np.ascontiguousarray(a[..., 0])
+        return cv2.merge([plane, plane, plane])
+    return cv2.repeat(a, 1, lo)  # (lo, 1, 3)
 
 
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -58,24 +74,24 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
     c1, c2 = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
     grain = rng.normal(0, rng.uniform(2, 14), (lo, lo, 1)).astype(np.float32)
     if kind == 0:  # gradient with colour blobs
-        t = _smooth(rng, lo, 2, 1)
-        img = c1 * t + c2 * (1 - t) + (_smooth(rng, lo, int(rng.integers(3, 9))) - 0.5) * rng.uniform(30, 120)
+        t = _full(_smooth(rng, lo, 2, 1), lo)
+        blend = _full(c1, lo) * t + _full(c2, lo) * (1 - t)
+        img = blend + (_smooth(rng, lo, int(rng.integers(3, 9))) - 0.5) * rng.uniform(30, 120)
     elif kind == 1:  # room: wall over a floor
         h = rng.uniform(0.3, 0.75)
         rows = (np.arange(lo, dtype=np.float32) / lo < h)[:, None, None]
-        img = np.where(rows, c1, c2) + (_smooth(rng, lo, 4) - 0.5) * 40
+        img = _full(np.where(rows, c1, c2), lo) + (_smooth(rng, lo, 4) - 0.5) * 40
     elif kind == 2:  # base for a tiled pattern
         img = _smooth(rng, lo, 3) * 255
     else:  # outdoors: sky gradient, textured ground
         h = rng.uniform(0.2, 0.6)
         sky = np.array([rng.uniform(180, 255), rng.uniform(140, 220), rng.uniform(90, 200)], np.float32)
         t = (np.arange(lo, dtype=np.float32) / lo)[:, None, None]
-        ground = (
-            rng.uniform(30, 170, 3).astype(np.float32)
-            + (_smooth(rng, lo, int(rng.integers(6, 16))) - 0.5) * 70
+        ground = _full(rng.uniform(30, 170, 3).astype(np.float32), lo) + (
+            (_smooth(rng, lo, int(rng.integers(6, 16))) - 0.5) * 70
         )
-        img = np.where(t < h, sky * (0.75 + 0.25 * t), ground)
-    small = np.clip(img + grain, 0, 255).astype(np.uint8)
+        img = np.where(t < h, _full(sky * (0.75 + 0.25 * t), lo), ground)
+    small = np.clip(img + _full(grain, lo), 0, 255).astype(np.uint8)
     out = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     if kind == 1:  # floor tiles or planks, drawn sharp at full resolution
         y0 = int(h * size)
@@ -110,17 +126,18 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _limb_chain(rng: np.random.Generator, img: np.ndarray, size: int, colour: tuple, owner=None) -> None:
     """A bent chain of 1-3 capsules: limb-like, but not a person."""
-    p = rng.uniform(0, size, 2)
+    px, py = rng.uniform(0, size, 2).tolist()
     th = max(1, int(size * rng.uniform(0.01, 0.06)))
     ang = rng.uniform(0, 2 * np.pi)
     for _ in range(int(rng.integers(1, 4))):
         ln = size * rng.uniform(0.05, 0.25)
-        q = p + ln * np.array([np.cos(ang), np.sin(ang)])
-        a, b = (int(p[0]), int(p[1])), (int(q[0]), int(q[1]))
+        # p + ln (cos, sin) on floats; np.cos/np.sin stay (numpy's SIMD trig may round unlike libm's)
+        qx, qy = px + ln * float(np.cos(ang)), py + ln * float(np.sin(ang))
+        a, b = (int(px), int(py)), (int(qx), int(qy))
         cv2.line(img, a, b, colour, th, cv2.LINE_AA)
         if owner is not None:
             cv2.line(owner, a, b, OCCLUDER_CODE, th, cv2.LINE_8)
-        p, ang = q, ang + rng.uniform(-1.6, 1.6)
+        px, py, ang = qx, qy, ang + rng.uniform(-1.6, 1.6)
 
 
 def _shape(rng: np.random.Generator, img: np.ndarray, size: int, colour: tuple, owner=None) -> None:
@@ -173,13 +190,15 @@ def occluders(rng: np.random.Generator, img: np.ndarray, owner: np.ndarray) -> N
             _shape(rng, img, size, _colour(rng), owner)
 
 
+_LEVELS = np.arange(256, dtype=np.float32)[:, None] / 255.0  # (256, 1) grey levels in [0, 1]
+
+
 def finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Camera finish: colour cast, brightness/contrast/gamma (one LUT), uneven light, blur, noise."""
     size = img.shape[0]
     gain = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.7, 1.2)
     contrast, bias, gamma = rng.uniform(0.7, 1.25), rng.uniform(-25, 25), np.exp(rng.normal(0, 0.2))
-    x = np.arange(256, dtype=np.float32)[:, None] / 255.0
-    lut = ((x**gamma) * 255 - 128) * contrast + 128 + bias  # (256, 1)
+    lut = ((_LEVELS**gamma) * 255 - 128) * contrast + 128 + bias  # (256, 1)
     lut = np.clip(lut * gain[None, :], 0, 255).astype(np.uint8)[:, None, :]  # (256, 1, 3)
     img = cv2.LUT(img, lut)
     if rng.random() < 0.4:  # uneven lighting

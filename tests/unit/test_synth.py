@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from edgepose.data.synth import render_sample, synthesize
+from edgepose.data.synth import SynthSample, render_sample, synthesize
 from edgepose.errors import ConfigError, OutputError
 from edgepose.spec import COCO_KEYPOINTS, COCO_SKELETON
 
@@ -24,6 +25,47 @@ def samples():
 
 def _files(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+# sha256 of the generator's output, recorded from the generator of commit 91232a6 (before the speed-ups
+# that kept its output). The train and val sets are generated with seeds 1 and 2; a change to a pixel,
+# an annotation or the random draw sequence changes those datasets and must be a deliberate generator
+# version change, so it fails here. The digests depend on the pinned numpy and opencv-python-headless
+# builds on x86-64 (numpy's SIMD trig and OpenBLAS kernels, OpenCV's IPP resize, libjpeg-turbo).
+PINNED_SAMPLES = {
+    (1, 0, 256): "847751960e0f9a6de7ff788a35aad6a032f66c7720cc1a926a16dc59b89ad610",
+    (1, 1, 256): "3152c9c489bdb452ac983f62cd1cde4662ddc03b05e0febf931b3b3e8726a95c",
+    (1, 2, 256): "87d61d8d6b021a9dfa6436216c60d08f2c2f423c4b33a4e94b9b95744022236a",
+    (1, 3, 256): "67484b883dd3cd02056e699da9ef93114bdf348921d0742219b0e2d6901829bb",
+    (1, 4, 256): "43c26add27ea41bf7b11d8750c8db9acdf650f3f70c27e2715dc087d3ef5721d",
+    (2, 0, 320): "36f21ef40616d339aa503691dfe45f5a5117d3601018706fa9563bb80ea8c3a8",
+    (2, 1, 320): "a29170c0607d67e69d10a1493ca3c07983bd138507d6c37d850fa889c4baa125",
+    (2, 2, 320): "bfe2b8096b47bf1cb915bb7f1bc64641b5fbdb4154a7f4aa4eddc33c5bbc6f2a",
+}
+# synthesize(out, 3, size=256, seed=1): the JPEG files and annotations.json, as written
+PINNED_DATASET = "02d6fdf7ce0d3fd05ca4499dc014199209910f8feb014c5054e983f8443ae64f"
+
+
+def _sample_digest(s: SynthSample) -> str:
+    h = hashlib.sha256()
+    for a in (s.image, s.boxes, s.keypoints, s.areas, s.masks, s.self_occluded, s.heights):
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize(("seed", "index", "size"), list(PINNED_SAMPLES))
+def test_output_is_pinned(seed: int, index: int, size: int) -> None:
+    assert _sample_digest(render_sample(seed, index, size)) == PINNED_SAMPLES[seed, index, size]
+
+
+def test_written_dataset_is_pinned(tmp_path: Path) -> None:
+    files = _files(synthesize(tmp_path / "pinned", 3, size=256, seed=1))
+    h = hashlib.sha256()
+    for name, data in files.items():  # sorted by path
+        h.update(name.encode())
+        h.update(data)
+    assert h.hexdigest() == PINNED_DATASET
 
 
 def test_same_seed_identical_bytes_different_seed_differs(tmp_path: Path, synth_dataset: Path) -> None:
