@@ -1,4 +1,5 @@
-"""Latency of one model at batch 1: warm-up, then timed calls; percentiles, FPS and the stage split."""
+"""Latency at batch 1, one model or several side by side: warm-up, then timed calls; percentiles, FPS and
+the stage split."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from edgepose import fsio
+from edgepose.bench.latency import SWITCH_BLOCK
 from edgepose.bench.result import COLUMNS, BenchResult
 from edgepose.errors import OutputError
 
@@ -24,8 +25,8 @@ def settings_lines(result: BenchResult) -> list[str]:
         f"IoU {ev['iou']} max {ev['max_det']} detections (evaluation setting; checkpoints are exported "
         "with it baked in)",
         f"latency: batch 1, {s['threads']} thread(s), {s['warmup']} warm-up + {s['runs']} timed runs "
-        f"per model, models interleaved (rounds of 5 timed calls each, rotating order), at score "
-        f"{lat['conf']} IoU {lat['iou']} (deployment setting); "
+        f"per model, models interleaved (rounds of {SWITCH_BLOCK} timed calls each, rotating order), "
+        f"at score {lat['conf']} IoU {lat['iou']} (deployment setting); "
         "p50/p90 of pre + infer + post; FPS = 1000 / p50",
         "kernels: from onnxruntime's optimized graph — 'fused int8' ran integer kernels; 'emulated' ran "
         "dequantize + float kernels (16-bit QDQ on CPU: not a board figure)",

@@ -29,12 +29,12 @@ from edgepose.bench.variants import ALL_VARIANTS
 from edgepose.errors import ConfigError, ModelFileError
 from edgepose.spec import METADATA_PREFIX, SCORE_THR_NAME, PoseSpec, Precision
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-Warn = Callable[[str], None]
-DEFAULT_THREADS = 2
 if TYPE_CHECKING:
     from edgepose.runtime.estimator import PoseEstimator
 
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Warn = Callable[[str], None]
+DEFAULT_THREADS = 2
 QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"  # spelled in edgepose.quant.graph, which needs onnx
 QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"
 
