@@ -1,17 +1,25 @@
 # Two commands for a fresh machine (see README):  make demo   and   make test
+# Both install .venv from the lock file requirements/dev.lock (exact versions, hashes), reinstall when
+# the lock changes, and put back any locked package that was changed by hand in .venv.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LOCK := requirements/dev.lock
+BASE_LOCK := requirements/base.lock
 STAMP := $(VENV)/.installed-stamp
+PIP_COMPILE = $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint lock lock-upgrade wheel clean
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[train,dev]"
+	$(PY) -m pip install -q --disable-pip-version-check -r $(LOCK)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
+	@$(PY) scripts/check_env.py $(LOCK) || { $(PY) -m pip install -q --disable-pip-version-check -r $(LOCK) \
+		&& $(PY) scripts/check_env.py $(LOCK); }
 
 ## The main job on the shipped default model: export -> int16 / int8 / mixed quantization -> bench,
 ## on a freshly generated synthetic val set (seed 2). Writes bench_out/bench.{json,md,png}.
@@ -25,5 +33,19 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check edgepose tests scripts
 
+## Regenerate the locks after a change to pyproject.toml's dependencies (keeps every pin that still fits).
+lock: setup
+	$(PIP_COMPILE) --all-build-deps --extra train --extra dev -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) -c $(LOCK) -o $(BASE_LOCK) pyproject.toml
+
+## Move every pin to the newest release; then re-run `make test` (the generator's pixel digests may move).
+lock-upgrade: setup
+	$(PIP_COMPILE) --upgrade --all-build-deps --extra train --extra dev -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) -c $(LOCK) -o $(BASE_LOCK) pyproject.toml
+
+## A wheel of the base package (runtime, CLI, model registry) in dist/.
+wheel: setup
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
 clean:
-	rm -rf bench_out .bench_cache .pytest_cache .ruff_cache
+	rm -rf bench_out .bench_cache .pytest_cache .ruff_cache dist build

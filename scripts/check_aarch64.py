@@ -47,9 +47,19 @@ from aarch64_compare import (  # scripts/ is sys.path[0] when this file runs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TOOL = REPO.parent / "shared" / "tools" / "aarch64-python"  # where CI has it
-# The emulated site: the base install's packages plus the test tools. Keep exactly this set: each
-# distinct set builds its own ~220 MB site folder (about 20 s).
-PIP_EXTRA = "pycocotools typer rich matplotlib onnx pytest hypothesis"
+# The emulated site: the base install's packages plus the test tools, at the dev lock's versions (so the
+# board side runs what x86-64 runs). Each distinct set builds its own ~220 MB site folder (about 20 s).
+PIP_BASE = ("numpy", "onnxruntime", "opencv-python-headless")
+PIP_EXTRA = ("pycocotools", "typer", "rich", "matplotlib", "onnx", "pytest", "hypothesis")
+
+
+def locked(names: tuple[str, ...]) -> str:
+    """`name==version` for each name, from requirements/dev.lock."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from check_env import read_lock
+
+    pins = read_lock(REPO / "requirements" / "dev.lock")
+    return " ".join(f"{n}=={pins[n]}" for n in names)
 RUNTIME_TESTS = (
     "tests/unit/test_letterbox.py",
     "tests/unit/test_runtime_draw.py",
@@ -267,7 +277,8 @@ def check(args: argparse.Namespace, steps: Steps) -> None:
     if not os.access(tool, os.X_OK):
         raise CheckFailed(f"aarch64-python not found at {tool}; pass --aarch64-python PATH")
     ep = [sys.executable, "-m", "edgepose"]
-    arm_env = {"AARCH64_PYTHONPATH": str(REPO), "AARCH64_PIP_EXTRA": PIP_EXTRA}
+    arm_env = {"AARCH64_PYTHONPATH": str(REPO), "AARCH64_PIP_BASE": locked(PIP_BASE),
+               "AARCH64_PIP_EXTRA": locked(PIP_EXTRA)}  # fmt: skip
     me = Path(__file__).resolve()
 
     steps.header(f"data: {args.num_images} synthetic images, {args.size} px, seed {VAL_SEED}, in {work}")

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "aarch64_compare.py"
+from tests.helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def ca() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("aarch64_compare", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["aarch64_compare"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("aarch64_compare")
 
 
 FILES = {"0": "/d/a.jpg", "1": "/d/b.jpg", "2": "/d/empty.jpg"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from pycocotools.coco import COCO
 from edgepose.data.synth import SynthSample, render_sample, synthesize
 from edgepose.errors import ConfigError, OutputError
 from edgepose.spec import COCO_KEYPOINTS, COCO_SKELETON
+from tests.helpers.scripts import REPO, load_script
 
 SIZE = 96
 N_SAMPLES = 150
@@ -30,8 +32,15 @@ def _files(d: Path) -> dict[str, bytes]:
 # sha256 of the generator's output, recorded from the generator of commit 91232a6 (before the speed-ups
 # that kept its output). The train and val sets are generated with seeds 1 and 2; a change to a pixel,
 # an annotation or the random draw sequence changes those datasets and must be a deliberate generator
-# version change, so it fails here. The digests depend on the pinned numpy and opencv-python-headless
-# builds on x86-64 (numpy's SIMD trig and OpenBLAS kernels, OpenCV's IPP resize, libjpeg-turbo).
+# version change, so it fails here.
+#
+# Two levels of reproducibility (README, "Reproducible installs"):
+# - pixels are bit-exact only under the locked numpy / opencv-python-headless (requirements/dev.lock):
+#   OpenCV 5.0 -> 5.1 changed them (anti-aliased drawing and resizes), on x86-64;
+# - keypoint coordinates and person heights are numpy-only and hold across versions (checked: numpy
+#   2.2.6 and 2.4.6 with OpenCV 4.12, 5.0 and 5.1). Boxes, areas, masks and visibility flags come from
+#   OpenCV's integer (LINE_8) rasterization of the ownership map: identical under OpenCV 5.0 and 5.1,
+#   while 4.12 moves single mask pixels (and with them an area or a visibility flag).
 PINNED_SAMPLES = {
     (1, 0, 256): "847751960e0f9a6de7ff788a35aad6a032f66c7720cc1a926a16dc59b89ad610",
     (1, 1, 256): "3152c9c489bdb452ac983f62cd1cde4662ddc03b05e0febf931b3b3e8726a95c",
@@ -42,21 +51,70 @@ PINNED_SAMPLES = {
     (2, 1, 320): "a29170c0607d67e69d10a1493ca3c07983bd138507d6c37d850fa889c4baa125",
     (2, 2, 320): "bfe2b8096b47bf1cb915bb7f1bc64641b5fbdb4154a7f4aa4eddc33c5bbc6f2a",
 }
+# the same samples' keypoint (x, y) and heights only: independent of OpenCV
+PINNED_GEOMETRY = {
+    (1, 0, 256): "a9a6c9064dc6a081d62cc9be1b62268f426a8f0ecea9fd6fc49cda66ea9b4bbf",
+    (1, 1, 256): "25c7361b850f4429b9bdddbf674d31b9d1dd3c2ca5606b254eb53ca6e4673cce",
+    (1, 2, 256): "2afc4918b5aa4c047b2cbc25eccd243ba1b3c06d0f935ce34c0245db704a756d",
+    (1, 3, 256): "8171972cec8a3efc143c0a065db444779c4ce37ffb0b15dada033acd3ef95c24",
+    (1, 4, 256): "4dc695f9f4a478133a40e4e18a71321e8c33b1c3d824945aa28717846cd2a015",
+    (2, 0, 320): "0915e6b95ea1ecc1b7d92bffcb1b906f27e167599a88dc534a9561b224e41754",
+    (2, 1, 320): "2f05e127e11df82000d6951fff81e00e0a7651ed18ebc9dc1790b8e2802e8793",
+    (2, 2, 320): "3bccbdc764da06dad4fbb2458a7ec15292c2da6451c5fb955934e7c6ccd195fe",
+}
+# the same samples' rasterized annotations (boxes, keypoints with visibility, areas, masks, self-occlusion)
+PINNED_ANNOTATIONS = {
+    (1, 0, 256): "7d693bbbeedd4323bc8113a27cda070cda78635ec194c8d1a1a559dd6578db72",
+    (1, 1, 256): "6a067cdb5d8f756e564aac26d74185aea809d8af5f6f73da7994c9460ed2a1c0",
+    (1, 2, 256): "61f22ec99839fc835d30ed7103d6a9c9a55912a5c765c44129d822a37f1f8c06",
+    (1, 3, 256): "d086a73428aa98265ebb392a93f83e48a1c3b290d834a0d45a46e266b6a6e1d3",
+    (1, 4, 256): "e837ba470baec0767acea8374a4b899a370824647246a7d0da0f0e1f0e253952",
+    (2, 0, 320): "5d5c3d95359508634478128cd4f5356a88b33b9c2af0d7accdee4c7d38335f97",
+    (2, 1, 320): "16bca258e1b01ec26d30ad769a9075e09e38caee350fd4ceb0b16067169ed47a",
+    (2, 2, 320): "da3bf7bcc93d5157a6189e5d6aee366fb2c6d7a98e7db717554578059d453042",
+}
 # synthesize(out, 3, size=256, seed=1): the JPEG files and annotations.json, as written
 PINNED_DATASET = "02d6fdf7ce0d3fd05ca4499dc014199209910f8feb014c5054e983f8443ae64f"
+PINNED_DATASET_ANNOTATIONS = "77b74acbfdbda07246b5e315be88bbe027e550215dab4c66a0a8a9fb510c1e11"
 
 
-def _sample_digest(s: SynthSample) -> str:
+def _digest(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
-    for a in (s.image, s.boxes, s.keypoints, s.areas, s.masks, s.self_occluded, s.heights):
+    for a in arrays:
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 
 
+def _sample_digest(s: SynthSample) -> str:
+    return _digest(s.image, s.boxes, s.keypoints, s.areas, s.masks, s.self_occluded, s.heights)
+
+
+def _drift_note() -> str:
+    """Installed vs locked numpy / OpenCV, for the failure message of a pixel digest."""
+    lock = load_script("check_env").read_lock(REPO / "requirements" / "dev.lock")
+    have = {"numpy": metadata.version("numpy"),
+            "opencv-python-headless": metadata.version("opencv-python-headless")}  # fmt: skip
+    return ", ".join(f"{k} {v} (locked {lock.get(k)})" for k, v in have.items()) + "; run `make setup`"
+
+
 @pytest.mark.parametrize(("seed", "index", "size"), list(PINNED_SAMPLES))
-def test_output_is_pinned(seed: int, index: int, size: int) -> None:
-    assert _sample_digest(render_sample(seed, index, size)) == PINNED_SAMPLES[seed, index, size]
+def test_pixels_are_pinned_under_the_lock(seed: int, index: int, size: int) -> None:
+    digest = _sample_digest(render_sample(seed, index, size))
+    assert digest == PINNED_SAMPLES[seed, index, size], _drift_note()
+
+
+@pytest.mark.parametrize(("seed", "index", "size"), list(PINNED_GEOMETRY))
+def test_keypoint_geometry_is_pinned_across_versions(seed: int, index: int, size: int) -> None:
+    s = render_sample(seed, index, size)
+    assert _digest(s.keypoints[..., :2], s.heights) == PINNED_GEOMETRY[seed, index, size]
+
+
+@pytest.mark.parametrize(("seed", "index", "size"), list(PINNED_ANNOTATIONS))
+def test_rasterized_annotations_are_pinned(seed: int, index: int, size: int) -> None:
+    s = render_sample(seed, index, size)
+    digest = _digest(s.boxes, s.keypoints, s.areas, s.masks, s.self_occluded)
+    assert digest == PINNED_ANNOTATIONS[seed, index, size]
 
 
 def test_written_dataset_is_pinned(tmp_path: Path) -> None:
@@ -65,7 +123,8 @@ def test_written_dataset_is_pinned(tmp_path: Path) -> None:
     for name, data in files.items():  # sorted by path
         h.update(name.encode())
         h.update(data)
-    assert h.hexdigest() == PINNED_DATASET
+    assert h.hexdigest() == PINNED_DATASET, _drift_note()
+    assert hashlib.sha256(files["annotations.json"]).hexdigest() == PINNED_DATASET_ANNOTATIONS
 
 
 def test_same_seed_identical_bytes_different_seed_differs(tmp_path: Path, synth_dataset: Path) -> None:
