@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+
+from edgepose.defaults import DEPLOY, LETTERBOX_COLOR
 
 # --- tensor and node names, spelled once --------------------------------------------------
 INPUT_NAME = "images"
@@ -33,6 +36,11 @@ NUM_DETS_NAME = "num_detections"
 RAW_OUTPUT_PREFIX = "raw_s"  # raw-head graphs (--no-nms): one output per level, e.g. "raw_s8"
 TAIL_PREFIX = "ep_tail/"  # every node of the decode + NMS tail starts with this; quant keeps it float
 METADATA_PREFIX = "edgepose."  # every metadata_props key we write starts with this
+
+# --- files ---------------------------------------------------------------------------------------
+# What every folder reader (predict, quantize --calib, data readers, preview) accepts as an image.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+ANNOTATIONS_FILE = "annotations.json"  # a COCO-keypoints dataset folder: ANNOTATIONS_FILE + images/
 
 # --- COCO-17 person keypoints ------------------------------------------------------------------
 COCO_KEYPOINTS: tuple[str, ...] = (
@@ -52,6 +60,29 @@ COCO_SIGMAS: tuple[float, ...] = (
     0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
     0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
 )  # fmt: skip
+# A keypoint COCO does not name gets the mean COCO sigma (~0.067): a middle-sized tolerance.
+FALLBACK_SIGMA = round(sum(COCO_SIGMAS) / len(COCO_SIGMAS), 4)
+
+
+def sigmas_for(names: Sequence[str]) -> tuple[float, ...]:
+    """OKS sigma of each keypoint, by name: COCO's value for a COCO keypoint name, else FALLBACK_SIGMA."""
+    coco = dict(zip(COCO_KEYPOINTS, COCO_SIGMAS, strict=True))
+    return tuple(coco.get(n, FALLBACK_SIGMA) for n in names)
+
+
+def flip_index_for(names: Sequence[str]) -> tuple[int, ...]:
+    """Mirror partner of each keypoint by name (left* <-> right*); itself when it has none."""
+    pos = {n: i for i, n in enumerate(names)}
+    out = []
+    for n in names:
+        partner = n.replace("left", "\0").replace("right", "left").replace("\0", "right")
+        out.append(pos.get(partner, pos[n]))
+    return tuple(out)
+
+
+def row_width(num_keypoints: int) -> int:
+    """Columns of one detection row: box (4) + score + class + K x (x, y, conf)."""
+    return 6 + 3 * num_keypoints
 
 
 class InputFormat(str, enum.Enum):
@@ -82,10 +113,10 @@ class PoseSpec:
     keypoint_names: tuple[str, ...] = COCO_KEYPOINTS
     skeleton: tuple[tuple[int, int], ...] = COCO_SKELETON
     flip_index: tuple[int, ...] = COCO_FLIP_INDEX
-    conf_threshold: float = 0.25
-    iou_threshold: float = 0.45
-    max_det: int = 100
-    letterbox_color: int = 114
+    conf_threshold: float = DEPLOY.conf
+    iou_threshold: float = DEPLOY.iou
+    max_det: int = DEPLOY.max_det
+    letterbox_color: int = LETTERBOX_COLOR
     graph: GraphKind = GraphKind.END2END
     precision: Precision = Precision.FLOAT
     version: str = field(default="")  # edgepose version that wrote the file
@@ -97,7 +128,12 @@ class PoseSpec:
     @property
     def det_width(self) -> int:
         """Columns of one detection row: box (4) + score + class + K x (x, y, conf)."""
-        return 6 + 3 * self.num_keypoints
+        return row_width(self.num_keypoints)
+
+    @property
+    def sigmas(self) -> tuple[float, ...]:
+        """OKS sigma of each keypoint, chosen by name (`sigmas_for`)."""
+        return sigmas_for(self.keypoint_names)
 
     def replace(self, **changes: object) -> PoseSpec:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

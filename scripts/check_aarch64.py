@@ -60,6 +60,8 @@ def locked(names: tuple[str, ...]) -> str:
 
     pins = read_lock(REPO / "requirements" / "dev.lock")
     return " ".join(f"{n}=={pins[n]}" for n in names)
+
+
 RUNTIME_TESTS = (
     "tests/unit/test_letterbox.py",
     "tests/unit/test_runtime_draw.py",

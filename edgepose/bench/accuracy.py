@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.bench.cocostream import StreamingKeypointEval
+from edgepose.cocofmt import detections_to_coco
 from edgepose.data.coco import read_coco
-from edgepose.data.coco_eval import KeypointMetrics, detections_to_coco
+from edgepose.data.coco_eval import KeypointMetrics
 from edgepose.data.types import PoseDataset
 from edgepose.errors import ConfigError, DataError
 from edgepose.runtime.estimator import PoseEstimator

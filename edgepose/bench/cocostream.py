@@ -18,15 +18,10 @@ import numpy as np
 from edgepose.data.coco import dataset_to_coco_dict
 from edgepose.data.coco_eval import KeypointMetrics
 from edgepose.data.types import ImageRecord, PoseDataset
-from edgepose.spec import COCO_SIGMAS
+from edgepose.spec import sigmas_for
 
 CHUNK_IMAGES = 200
-_MEAN_SIGMA = 0.0715  # another keypoint set gets the mean COCO sigma, as evaluate_keypoints does
 _KEEP = ("dtIgnore", "gtIgnore")  # with dtMatches and dtScores: all that COCOeval.accumulate reads
-
-
-def _sigmas(k: int) -> np.ndarray:
-    return np.array(COCO_SIGMAS if k == len(COCO_SIGMAS) else [_MEAN_SIGMA] * k)
 
 
 class StreamingKeypointEval:
@@ -67,7 +62,7 @@ class StreamingKeypointEval:
                 coco_dt.dataset = {"images": gt["images"], "annotations": [], "categories": gt["categories"]}
                 coco_dt.createIndex()
             ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
-            ev.params.kpt_oks_sigmas = _sigmas(len(d.keypoint_names))
+            ev.params.kpt_oks_sigmas = np.array(sigmas_for(d.keypoint_names))
             ev.evaluate()
         # evaluate() sorted p.imgIds; evalImgs is [category][area range][image], one category (person)
         p = ev.params

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgepose.data.coco import load_json
 from edgepose.errors import DataError
-from edgepose.spec import COCO_SIGMAS
+from edgepose.spec import COCO_KEYPOINTS, sigmas_for
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,7 @@ def evaluate_keypoints(gt: str | Path | dict, predictions: list[dict]) -> Keypoi
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(results)
         ev = COCOeval(coco_gt, coco_dt, iouType="keypoints")
-        # COCO-17 sigmas; another keypoint set gets the mean sigma (there is no standard for it)
-        ev.params.kpt_oks_sigmas = np.array(COCO_SIGMAS if k == len(COCO_SIGMAS) else [0.0715] * k)
+        ev.params.kpt_oks_sigmas = np.array(sigmas_for(_keypoint_names(data, k)))
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -95,26 +94,10 @@ def evaluate_keypoints(gt: str | Path | dict, predictions: list[dict]) -> Keypoi
     return KeypointMetrics(ap=s[0], ap50=s[1], ap75=s[2], apm=s[3], apl=s[4], ar=s[5])
 
 
-def detections_to_coco(
-    image_id: int, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray
-) -> list[dict]:
-    """COCO results dicts for one image's detections.
-
-    boxes (N, 4) x1 y1 x2 y2 px, scores (N,), keypoints (N, K, 3) x, y, confidence.
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)  # (N, 4)
-    kpts = np.asarray(keypoints, np.float64)
-    kpts = kpts.reshape(len(boxes), int(np.prod(kpts.shape[1:])))  # (N, 3K)
-    out = []
-    for box, score, kp in zip(boxes, np.asarray(scores, np.float64).reshape(-1), kpts, strict=True):
-        x1, y1, x2, y2 = box
-        out.append(
-            {
-                "image_id": int(image_id),
-                "category_id": 1,
-                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                "score": round(float(score), 5),
-                "keypoints": [round(float(v), 3) for v in kp],
-            }
-        )
-    return out
+def _keypoint_names(data: dict, k: int) -> tuple[str, ...]:
+    """The person category's keypoint names when it lists K of them, else COCO-17 or kpt_0.. by count."""
+    for cat in data.get("categories", []):
+        names = cat.get("keypoints") or []
+        if len(names) == k:
+            return tuple(str(n) for n in names)
+    return COCO_KEYPOINTS if k == len(COCO_KEYPOINTS) else tuple(f"kpt_{i}" for i in range(k))

@@ -12,7 +12,7 @@ import numpy as np
 from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.errors import ConfigError, DataError
 from edgepose.fsio import check_parent, write_bytes
-from edgepose.runtime.letterbox import letterbox
+from edgepose.letterbox import letterbox
 
 # BGR. Left limbs blue-ish, right limbs orange, centre (face, torso cross-links) green: the
 # usual convention, so a left/right swap in the labels shows up as a colour swap.

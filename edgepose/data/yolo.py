@@ -21,9 +21,8 @@ import numpy as np
 from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.errors import DataError
 from edgepose.fsio import atomic_dir
-from edgepose.spec import COCO_FLIP_INDEX, COCO_KEYPOINTS, COCO_SKELETON
+from edgepose.spec import COCO_FLIP_INDEX, COCO_KEYPOINTS, COCO_SKELETON, IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 YAML_NAME = "data.yaml"
 _NORM_TOL = 1e-3  # writers round; anything further outside [0, 1] is not a normalised label
 

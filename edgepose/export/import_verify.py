@@ -54,7 +54,7 @@ def decode_raw(raw: np.ndarray, lay: PoseLayout) -> tuple[np.ndarray, np.ndarray
 def sample_inputs(n: int, size: tuple[int, int], batch: int) -> list[np.ndarray]:
     """`n` synthetic scenes as float RGB [0, 1] input tensors of `batch` images each (B, 3, H, W)."""
     from edgepose.data.synth import render_sample
-    from edgepose.runtime.letterbox import letterbox
+    from edgepose.letterbox import letterbox
 
     images = []
     for i in range(n * batch):

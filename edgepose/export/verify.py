@@ -26,11 +26,12 @@ import onnx
 import torch
 
 from edgepose.errors import ExportError
-from edgepose.export.reference import nms, reference_detections
+from edgepose.export.reference import reference_detections
 from edgepose.export.tail import tail_inputs
+from edgepose.letterbox import letterbox
+from edgepose.nms import nms
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
-from edgepose.runtime.letterbox import letterbox
 from edgepose.spec import INPUT_NAME, SCORE_THR_NAME, GraphKind, InputFormat, PoseSpec
 
 VERIFY_SEED = 7  # synthetic sample images; a seed no dataset role uses (train 1, val 2, calibration 3)

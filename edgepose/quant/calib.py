@@ -17,9 +17,8 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from edgepose.errors import CalibrationError
 from edgepose.runtime.preprocess import preprocess
-from edgepose.spec import INPUT_NAME, PoseSpec
+from edgepose.spec import IMAGE_SUFFIXES, INPUT_NAME, PoseSpec
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_CALIB = 500  # more images add time, not accuracy: min/max and histograms saturate well before
 _HINT = "add 32–500 representative images (any size/format) or pass --calib DIR"
 

@@ -8,9 +8,9 @@ result.boxes, result.scores, result.keypoints  # (N, 4), (N,), (N, K, 3) in imag
 
 from __future__ import annotations
 
+from edgepose.letterbox import LetterboxInfo, letterbox
 from edgepose.runtime.draw import draw_poses
 from edgepose.runtime.estimator import PoseEstimator
-from edgepose.runtime.letterbox import LetterboxInfo, letterbox
 from edgepose.runtime.preprocess import preprocess, to_bgr
 from edgepose.runtime.results import Detection, PoseResult
 from edgepose.runtime.session import ModelIO, open_session

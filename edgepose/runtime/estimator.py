@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.errors import ConfigError
-from edgepose.runtime.letterbox import LetterboxInfo
+from edgepose.letterbox import LetterboxInfo
 from edgepose.runtime.preprocess import preprocess
 from edgepose.runtime.results import PoseResult
 from edgepose.runtime.session import open_session

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from edgepose.errors import DataError
-from edgepose.runtime.letterbox import LetterboxInfo, letterbox
+from edgepose.letterbox import LetterboxInfo, letterbox
 from edgepose.spec import InputFormat, PoseSpec
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgepose.cocofmt import detections_to_coco
 from edgepose.runtime.timing import Timings
 
 
@@ -40,7 +41,5 @@ class PoseResult:
 
     def to_coco(self, image_id: int) -> list[dict[str, object]]:
         """COCO keypoint results (`loadRes` format): bbox as x, y, w, h; keypoint conf as the 3rd value."""
-        # One COCO results format project-wide (edgepose.data is torch-free); imported here, only when used.
-        from edgepose.data.coco_eval import detections_to_coco
 
         return detections_to_coco(image_id, self.boxes, self.scores, self.keypoints)

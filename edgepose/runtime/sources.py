@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from edgepose.errors import DataError, OutputError
+from edgepose.spec import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 DEFAULT_FPS = 30.0  # cameras and some containers report 0 fps; the written video needs a rate
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from edgepose.data.types import ImageRecord, PoseDataset
-from edgepose.export.reference import nms  # greedy NMS with onnxruntime's rules; no torchvision here
+from edgepose.letterbox import letterbox
+from edgepose.nms import nms  # greedy NMS with onnxruntime's rules; no torchvision here
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
-from edgepose.runtime.letterbox import letterbox
 from edgepose.train.dataset import read_rgb
 
 VAL_CONF = 0.001  # COCO AP integrates over the whole score range: keep low-score detections
@@ -67,7 +67,7 @@ def predict_coco(
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO keypoint results (original-image pixels) for every image of `data`."""
-    from edgepose.data.coco_eval import detections_to_coco
+    from edgepose.cocofmt import detections_to_coco
 
     device = next(model.parameters()).device
     was_training = model.training
@@ -114,16 +114,6 @@ def evaluate_model(
     part = subset(data, max_images)
     preds = predict_coco(model, part, size, batch=batch, progress=progress)
     return dict(evaluate_keypoints(dataset_to_coco_dict(part), preds).as_dict())
-
-
-def flip_index_for(names: Sequence[str]) -> tuple[int, ...]:
-    """Mirror partner of each keypoint by name (left_* <-> right_*); itself when it has none."""
-    pos = {n: i for i, n in enumerate(names)}
-    out = []
-    for n in names:
-        partner = n.replace("left", "\0").replace("right", "left").replace("\0", "right")
-        out.append(pos.get(partner, pos[n]))
-    return tuple(out)
 
 
 def predict_checkpoint(

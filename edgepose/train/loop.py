@@ -17,10 +17,10 @@ from edgepose.fsio import write_text
 from edgepose.nn.checkpoint import load_checkpoint, save_checkpoint
 from edgepose.nn.config import ModelConfig
 from edgepose.nn.model import PoseModel, build_model
-from edgepose.spec import PoseSpec
+from edgepose.spec import PoseSpec, flip_index_for
 from edgepose.train import ddp
 from edgepose.train.ema import ModelEMA, unwrap
-from edgepose.train.evaluate import evaluate_model, flip_index_for
+from edgepose.train.evaluate import evaluate_model
 from edgepose.train.loss import LOSS_NAMES, PoseLoss
 from edgepose.train.options import (
     OptimizerKind,
@@ -179,7 +179,7 @@ def train(
 
             ids = [info.device.index] if info.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
-        criterion = PoseLoss(unwrap(model).anchors, cfg.strides, cfg.num_keypoints, opts.loss).to(info.device)
+        criterion = PoseLoss(unwrap(model).anchors, cfg.strides, spec.sigmas, opts.loss).to(info.device)
         ds = PoseTrainDataset(train_data, opts.img, spec.flip_index, opts.aug, seed=opts.seed)
         amp = info.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=amp)

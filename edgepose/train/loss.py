@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from edgepose.spec import COCO_SIGMAS
 from edgepose.train.assign import build_targets
 
 LOSS_NAMES = ("box", "obj", "cls", "kpt", "kconf", "kl1")
@@ -80,7 +79,7 @@ class PoseLoss(nn.Module):
         self,
         anchors: Tensor,
         strides: Sequence[int],
-        num_keypoints: int,
+        sigmas: Sequence[float],
         weights: LossWeights = LossWeights(),
         anchor_t: float = 4.0,
     ) -> None:
@@ -90,8 +89,7 @@ class PoseLoss(nn.Module):
         self.weights = weights
         self.anchor_t = anchor_t
         self.balance = BALANCE[len(self.strides)]
-        sig = COCO_SIGMAS if num_keypoints == len(COCO_SIGMAS) else (0.05,) * num_keypoints
-        self.register_buffer("sigmas", torch.tensor(sig, dtype=torch.float32))
+        self.register_buffer("sigmas", torch.tensor(sigmas, dtype=torch.float32))
         self.bce = nn.BCEWithLogitsLoss()
 
     def forward(self, preds: list[Tensor], targets: Tensor) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,7 @@ import torch
 from edgepose import __version__
 from edgepose.errors import ExportError
 from edgepose.export import onnxio
-from edgepose.export.reference import nms, reference_detections
+from edgepose.export.reference import reference_detections
 from edgepose.export.verify import (
     _with_candidate_outputs,
     sample_images,
@@ -23,6 +23,7 @@ from edgepose.export.verify import (
     torch_candidates,
     verify_export,
 )
+from edgepose.nms import nms
 from edgepose.spec import (
     DETECTIONS_NAME,
     INPUT_NAME,

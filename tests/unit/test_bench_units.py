@@ -220,8 +220,9 @@ def test_latencies_of_several_models_are_timed_in_rotating_interleaved_rounds() 
 # --- streamed COCO scoring ---------------------------------------------------------------------------------
 def test_streamed_scoring_equals_one_pycocotools_call(synth_dataset: Path) -> None:
     from edgepose.bench.cocostream import StreamingKeypointEval
+    from edgepose.cocofmt import detections_to_coco
     from edgepose.data.coco import dataset_to_coco_dict, read_coco
-    from edgepose.data.coco_eval import detections_to_coco, evaluate_keypoints
+    from edgepose.data.coco_eval import evaluate_keypoints
 
     ds = read_coco(synth_dataset / "annotations.json")  # 12 images, 128 px
     rng = np.random.default_rng(100)

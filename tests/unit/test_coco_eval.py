@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepose.data.coco_eval import KeypointMetrics, detections_to_coco, evaluate_keypoints
+from edgepose.cocofmt import detections_to_coco
+from edgepose.data.coco_eval import KeypointMetrics, evaluate_keypoints
 from edgepose.errors import DataError
 
 

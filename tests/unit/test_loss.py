@@ -120,7 +120,7 @@ def test_total_loss_minimal_for_perfect_maps_and_larger_when_perturbed() -> None
         dtype=torch.float32,
     )  # (L, A, 2)
     strides = [8, 16, 32]
-    crit = PoseLoss(anchors, strides, 17)
+    crit = PoseLoss(anchors, strides, COCO_SIGMAS)
     t = _one_target(60, 70, 20, 44)
     maps = _perfect_maps(t, anchors, strides, 128)
     _, parts = crit(maps, t)

@@ -24,7 +24,7 @@ from edgepose.data.coco import read_coco
 from edgepose.data.types import PoseDataset
 from edgepose.data.yolo import read_yolo
 from edgepose.errors import DataError
-from edgepose.export.reference import nms
+from edgepose.nms import nms
 from edgepose.nn.decode import decode
 
 torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 """Letterbox: the one resize every stage shares (training validation, export checks,
 calibration, deployment), so calibration and deployment cannot drift apart.
 
-numpy + OpenCV only.
+numpy + OpenCV only; a ground module (below data, runtime, train, export and quant).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from edgepose.defaults import LETTERBOX_COLOR
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ class LetterboxInfo:
         return out
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int], color: int = 114) -> tuple[np.ndarray, LetterboxInfo]:
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], color: int = LETTERBOX_COLOR
+) -> tuple[np.ndarray, LetterboxInfo]:
     """Resize `image` (H, W, C) to fit `size` = (H, W) keeping its aspect ratio; pad the rest evenly.
 
     Returns the (size[0], size[1], C) uint8 image and the mapping back to the original.
