@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgepose.runtime import PoseResult, draw_poses
-from edgepose.runtime.draw import BOX_COLOR
+from edgepose.runtime.draw import BANNER_COLOR, BOX_COLOR, DrawStyle
 
 
 def make_result(confs: tuple[float, float, float], skeleton: tuple[tuple[int, int], ...]) -> PoseResult:
@@ -53,3 +53,54 @@ def test_box_is_drawn_on_gray_input() -> None:
     assert img.shape == (200, 200, 3)
     assert tuple(img[100, 20]) == BOX_COLOR and tuple(img[150, 100]) == BOX_COLOR  # left and bottom edges
     assert img[5:20, 5:60].any()  # the label
+
+
+def _top_edge_result(h: int, w: int) -> PoseResult:
+    """One person whose box touches the top-left corner; keypoints hidden (only the box and its tag)."""
+    return PoseResult(
+        boxes=np.array([[4, 0, w // 3, h // 2]], np.float32),
+        scores=np.array([0.91], np.float32),
+        keypoints=np.zeros((1, 3, 3), np.float32),
+        keypoint_names=("a", "b", "c"),
+        skeleton=(),
+        image_size=(h, w),
+    )
+
+
+def test_line_width_and_font_scale_grow_with_the_image() -> None:
+    small, photo, hd = (
+        DrawStyle.for_image(256, 256),
+        DrawStyle.for_image(427, 640),
+        DrawStyle.for_image(1080, 1920),
+    )
+    assert (small.thick, photo.thick, hd.thick) == (1, 2, 5)
+    assert small.font_scale < photo.font_scale < hd.font_scale and hd.text_thick >= 2
+    widths = []
+    for h, w in ((256, 256), (1080, 1920)):
+        img = draw_poses(np.full((h, w, 3), 90, np.uint8), _top_edge_result(h, w))
+        row = img[h // 4, :50]  # across the box's left edge at x = 4
+        widths.append(int((row == BOX_COLOR).all(axis=1).sum()))
+    assert widths[0] == 1 and widths[1] >= 5
+
+
+def test_score_tag_at_the_top_edge_is_whole_and_inside_the_box() -> None:
+    img = draw_poses(np.full((427, 640, 3), 90, np.uint8), _top_edge_result(427, 640))
+    text = np.argwhere((img[:60, :120] == 0).all(axis=2))  # black text on the tag
+    assert len(text) > 20
+    (top, left), right = text.min(axis=0), text[:, 1].max()
+    above = (img[top - 2, left : right + 1] == BOX_COLOR).all(axis=1)  # (top - 1 is anti-aliased)
+    assert top >= 2 and above.mean() > 0.9  # tag fill above the text: the text is not cut by the edge
+    assert top < 40  # just inside the box's top edge, not pushed down the image
+
+
+def test_fps_banner_never_covers_a_score_tag() -> None:
+    grey = np.full((427, 640, 3), 90, np.uint8)
+    plain = draw_poses(grey, _top_edge_result(427, 640))
+    with_fps = draw_poses(grey, _top_edge_result(427, 640), label="31.2 FPS")
+    banner = np.argwhere((with_fps == BANNER_COLOR).all(axis=2))
+    assert len(banner) > 100
+    by2 = banner[:, 0].max()
+    tag_text = np.argwhere((with_fps[:, :200] == 0).all(axis=2))
+    # the whole score text is still drawn (same ink as without the banner), below the banner
+    assert len(tag_text) == int((plain[:, :200] == 0).all(axis=2).sum())
+    assert tag_text[:, 0].min() > by2
