@@ -65,7 +65,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgepose.export import export_model
-    from edgepose.export.verify import sample_images, to_input
+    from edgepose.export.selfcheck import sample_images
+    from edgepose.runtime.preprocess import to_input
     from edgepose.spec import INPUT_NAME, SCORE_THR_NAME, InputFormat
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -78,8 +78,8 @@ def prepare_checkpoint(
     progress: Progress | None = None,
 ) -> list[Candidate]:
     """Export `model` (evaluation thresholds) and quantize the requested variants, reusing cached files."""
+    from edgepose.defaults import DEFAULT_OPSET
     from edgepose.export import export_model  # torch: only a checkpoint input needs it
-    from edgepose.export.exporter import DEFAULT_OPSET
 
     stem = model.path.stem
 

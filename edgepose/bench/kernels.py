@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgepose.onnxkit.ops import INTEGER_LAYER_OPS
 from edgepose.spec import TAIL_PREFIX
 
-# Integer kernels that replace a whole DQ -> Conv/MatMul -> Q group (any domain, NCHW or NHWC layout).
-FUSED_INT_OPS = frozenset(
-    {"QLinearConv", "NhwcQLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
-     "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
-)  # fmt: skip
+# Integer kernels that replace a whole DQ -> Conv/MatMul -> Q group in the graph onnxruntime EXECUTES
+# (a different question from onnxkit.ops.QUANTIZED_OPS, "is this file quantized"): the integer layer
+# ops a file can hold, plus the forms only onnxruntime's optimizer writes (its NHWC QLinearConv and
+# DynamicQuantizeLinear + MatMulInteger fused into one node).
+FUSED_INT_OPS = INTEGER_LAYER_OPS | {"NhwcQLinearConv", "DynamicQuantizeMatMul"}
 # Float layers: "FusedConv" is Conv + activation, "NhwcFusedConv" its NHWC form.
 FLOAT_LAYER_OPS = frozenset(
     {"Conv", "FusedConv", "NhwcFusedConv", "ConvTranspose", "MatMul", "Gemm", "FusedGemm"}

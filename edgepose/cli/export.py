@@ -10,7 +10,7 @@ import typer
 from edgepose.cli import app
 from edgepose.cli._common import console, handle_errors, warn
 from edgepose.errors import ConfigError
-from edgepose.export.import_options import KptConf, Layout
+from edgepose.export.importer.options import KptConf, Layout
 from edgepose.spec import InputFormat
 
 _HELP_CONF = (
@@ -142,8 +142,8 @@ def export(
 
 def _import(src: Path, out: Path, *, layout: Layout, kpt_conf: KptConf, img: int | None, conf: float,
             iou: float, max_det: int, verify: bool) -> None:  # fmt: skip
-    """`export --from-onnx`: wrap a third-party raw pose ONNX (edgepose.export.thirdparty) and report."""
-    from edgepose.export.thirdparty import import_onnx
+    """`export --from-onnx`: wrap a third-party raw pose ONNX (edgepose.export.importer) and report."""
+    from edgepose.export.importer import import_onnx
 
     r = import_onnx(src, out, layout=layout, kpt_conf=kpt_conf, img=img, conf=conf, iou=iou, max_det=max_det,
                     verify=verify)  # fmt: skip

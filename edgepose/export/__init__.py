@@ -1,7 +1,9 @@
 """Export: checkpoint -> one end-to-end ONNX graph (decode + NMS inside), verified against PyTorch.
 
-`edgepose.export.tail` and `edgepose.export.onnxio` are torch-free (onnx only), so quantization and
-third-party import can use them; the rest needs torch and is imported lazily.
+`tail`, `decode`, `reference`, `selfcheck` and the `importer` subpackage (`export --from-onnx`) are
+torch-free, so importing a third-party model needs no training stack; `exporter`, `deploy` and
+`verify` need torch, so this package's front door imports them lazily. Quantization uses none of this
+package (the shared ONNX helpers are in `edgepose.onnxkit`).
 """
 
 from __future__ import annotations

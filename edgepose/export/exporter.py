@@ -1,12 +1,13 @@
 """`export_model`: checkpoint -> one verified ONNX file (end-to-end, or the raw head with nms=False).
 
 Steps: validate options -> load checkpoint -> fold BatchNorm -> trace raw net and decode (simplified
-with onnxslim) -> join + NMS tail -> opset/IR pin -> metadata -> onnx.checker full check ->
-verification against PyTorch in onnxruntime -> atomic write. Nothing is written unless all pass.
+with onnxslim) -> join + NMS tail -> `onnxkit.finalize` (IR pin, metadata, onnx.checker full check,
+verification against PyTorch in onnxruntime, atomic write). Nothing is written unless all pass.
 
-Thresholds: the baked defaults are the deployment setting (score 0.25, IoU 0.45, max_det 100). For COCO
-evaluation use a low score threshold (0.001) and max_det >= 100 — feed `score_threshold` at run time or
-export with --conf 0.001; max_det fixes the output shape, so it can only be lowered at run time.
+Thresholds and opset: None means the deployment setting in `edgepose.defaults` (DEPLOY, DEFAULT_OPSET),
+read at call time. For COCO evaluation use defaults.EVAL (a low score threshold, max_det >= 100): feed
+`score_threshold` at run time or export with --conf 0.001; max_det fixes the output shape, so it can
+only be lowered at run time.
 """
 
 from __future__ import annotations
@@ -18,22 +19,22 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from edgepose import __version__
+from edgepose import __version__, defaults
 from edgepose.errors import ExportError
-from edgepose.export import onnxio
 from edgepose.export.tail import TAIL_MIN_OPSET, check_thresholds
 from edgepose.export.verify import VerifyResult, verify_export
 from edgepose.fsio import check_parent
+from edgepose.onnxkit.graph import NodeCounts, node_counts
+from edgepose.onnxkit.model import finalize
 from edgepose.spec import GraphKind, InputFormat, PoseSpec, Precision
 
 if TYPE_CHECKING:
+    from edgepose.nn.checkpoint import LoadedCheckpoint
     from edgepose.nn.model import PoseModel
 
-DEFAULT_OPSET = 17  # NonMaxSuppression 11+, the tail 13+; 17 loads on every onnxruntime of the last years
 RAW_MIN_OPSET = 11  # the raw head alone (Resize for the neck's upsample)
 TRACE_MAX_OPSET = 20  # the TorchScript exporter's newest; 21 is reached with onnx.version_converter
 MAX_OPSET = 21  # int16 QuantizeLinear needs 21; onnxruntime 1.31 runs it
-DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET = PoseSpec.conf_threshold, PoseSpec.iou_threshold, PoseSpec.max_det
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class ExportReport:
     spec: PoseSpec
     opset: int
     ir_version: int
-    nodes: onnxio.NodeCounts
+    nodes: NodeCounts
     verify: VerifyResult | None  # None when verify=False
     seconds: float
     size_bytes: int
@@ -54,10 +55,6 @@ class ExportReport:
     @property
     def max_kpt_diff(self) -> float:
         return self.verify.max_kpt_diff if self.verify else float("nan")
-
-    @property
-    def detections_compared(self) -> int:
-        return self.verify.detections if self.verify else 0
 
 
 def _check_options(
@@ -79,14 +76,14 @@ def _check_options(
             raise ExportError(
                 f"--img {side} is not divisible by the largest stride {m}; use a multiple of {m}, e.g. {near}"
             )
-    lo = TAIL_MIN_OPSET if nms else RAW_MIN_OPSET
+    lo, default = (TAIL_MIN_OPSET if nms else RAW_MIN_OPSET), defaults.DEFAULT_OPSET
     if opset < lo:
         why = "NonMaxSuppression needs 10+, the detection tail 13+" if nms else "the raw head needs 11+"
         raise ExportError(
-            f"--opset {opset} is too low ({why}); use --opset {DEFAULT_OPSET} (default) or {lo}-{MAX_OPSET}"
+            f"--opset {opset} is too low ({why}); use --opset {default} (default) or {lo}-{MAX_OPSET}"
         )
     if opset > MAX_OPSET:
-        raise ExportError(f"--opset {opset} is not supported; use {lo}-{MAX_OPSET} (default {DEFAULT_OPSET})")
+        raise ExportError(f"--opset {opset} is not supported; use {lo}-{MAX_OPSET} (default {default})")
     if batch < 1:
         raise ExportError(f"--batch {batch} must be >= 1")
     if dynamic_batch and batch != 1:
@@ -127,50 +124,17 @@ def build_graph(
     return graph
 
 
-def export_model(
-    ckpt_path: str | Path,
-    out_path: str | Path,
-    *,
-    img: int | tuple[int, int] | None = None,
-    opset: int = DEFAULT_OPSET,
-    batch: int = 1,
-    dynamic_batch: bool = False,
-    conf: float = DEFAULT_CONF,
-    iou: float = DEFAULT_IOU,
-    max_det: int = DEFAULT_MAX_DET,
-    input_format: InputFormat = InputFormat.FLOAT,
-    nms: bool = True,
-    verify: bool = True,
-) -> ExportReport:
-    """Export checkpoint `ckpt_path` to `out_path`; see the module docstring for the steps.
-
-    `img` is the square side or (H, W) of the network input (default: the model config's size).
-    Raises ExportError / ModelFileError / OutputError with a one-line message; writes nothing then.
-    """
-    from edgepose.nn.checkpoint import load_checkpoint
-    from edgepose.nn.model import fuse_conv_bn
-
-    start = time.perf_counter()
-    check_parent(out_path)  # fail before the slow part
-    ck = load_checkpoint(ckpt_path)
-    size = (img, img) if isinstance(img, int) else tuple(img) if img is not None else (ck.cfg.input_size,) * 2
-    _check_options(
-        size,
-        ck.model.strides,
-        opset=opset,
-        nms=nms,
-        batch=batch,
-        dynamic_batch=dynamic_batch,
-        conf=conf,
-        iou=iou,
-        max_det=max_det,
-    )
+def _export_spec(
+    ck: LoadedCheckpoint, ckpt_path: str | Path, size: tuple[int, int], input_format: InputFormat, nms: bool,
+    conf: float, iou: float, max_det: int,
+) -> PoseSpec:  # fmt: skip
+    """The checkpoint's spec as the exported file will carry it (geometry, thresholds, graph kind)."""
     if ck.spec.num_keypoints != ck.model.num_keypoints:
         raise ExportError(
             f"{ckpt_path}: its spec names {ck.spec.num_keypoints} keypoints but the model predicts "
             f"{ck.model.num_keypoints}; re-save the checkpoint with a matching spec"
         )
-    spec = ck.spec.replace(
+    return ck.spec.replace(
         name=ck.spec.name if ck.spec.name != PoseSpec.name else ck.cfg.name,
         input_size=size,
         input_format=InputFormat(input_format),
@@ -182,20 +146,59 @@ def export_model(
         precision=Precision.FLOAT,
         version=__version__,
     )
+
+
+def export_model(
+    ckpt_path: str | Path,
+    out_path: str | Path,
+    *,
+    img: int | tuple[int, int] | None = None,
+    opset: int | None = None,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    conf: float | None = None,
+    iou: float | None = None,
+    max_det: int | None = None,
+    input_format: InputFormat = InputFormat.FLOAT,
+    nms: bool = True,
+    verify: bool = True,
+) -> ExportReport:
+    """Export checkpoint `ckpt_path` to `out_path`; see the module docstring for the steps.
+
+    `img` is the square side or (H, W) of the network input (default: the model config's size);
+    `opset`, `conf`, `iou`, `max_det` None: `edgepose.defaults` (DEFAULT_OPSET, DEPLOY) as it is now.
+    Raises ExportError / ModelFileError / OutputError with a one-line message; writes nothing then.
+    """
+    from edgepose.nn.checkpoint import load_checkpoint
+    from edgepose.nn.model import fuse_conv_bn
+
+    start = time.perf_counter()
+    deploy = defaults.DEPLOY
+    opset = defaults.DEFAULT_OPSET if opset is None else opset
+    conf = deploy.conf if conf is None else conf
+    iou = deploy.iou if iou is None else iou
+    max_det = deploy.max_det if max_det is None else max_det
+    check_parent(out_path)  # fail before the slow part
+    ck = load_checkpoint(ckpt_path)
+    size = (img, img) if isinstance(img, int) else tuple(img) if img is not None else (ck.cfg.input_size,) * 2
+    _check_options(
+        size, ck.model.strides, opset=opset, nms=nms, batch=batch, dynamic_batch=dynamic_batch,
+        conf=conf, iou=iou, max_det=max_det,
+    )  # fmt: skip
+    spec = _export_spec(ck, ckpt_path, size, input_format, nms, conf, iou, max_det)
     graph = build_graph(fuse_conv_bn(ck.model), spec, opset=opset, batch=batch, dynamic_batch=dynamic_batch)
-    ir = onnxio.pin_ir_version(graph)
-    onnxio.set_metadata(graph, spec)
-    graph.producer_name, graph.producer_version = "edgepose", __version__
-    onnxio.check(graph)
-    result = verify_export(graph, ck.model, spec, batch=None if dynamic_batch else batch) if verify else None
-    path = onnxio.save(graph, out_path)
+
+    def check_against_pytorch(g: onnx.ModelProto) -> VerifyResult:
+        return verify_export(g, ck.model, spec, batch=None if dynamic_batch else batch)
+
+    written = finalize(graph, spec, out_path, verify=check_against_pytorch if verify else None)
     return ExportReport(
-        path=path,
+        path=written.path,
         spec=spec,
         opset=opset,
-        ir_version=ir,
-        nodes=onnxio.node_counts(graph),
-        verify=result,
+        ir_version=written.ir_version,
+        nodes=node_counts(graph),
+        verify=written.verified,
         seconds=time.perf_counter() - start,
-        size_bytes=path.stat().st_size,
+        size_bytes=written.size_bytes,
     )

@@ -17,12 +17,15 @@ image is the number of earlier rows of the same image (an exclusive CumSum of a 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgepose import defaults
 from edgepose.errors import ExportError
+from edgepose.onnxkit.graph import default_opset
 from edgepose.spec import (
     DETECTIONS_NAME,
     IOU_THR_NAME,
@@ -30,29 +33,24 @@ from edgepose.spec import (
     NUM_DETS_NAME,
     SCORE_THR_NAME,
     TAIL_PREFIX,
-    PoseSpec,
+    row_width,
 )
 
 # Unsqueeze/ReduceSum with axes as an input (13); NonMaxSuppression (10/11), CumSum (11), ScatterND (11).
 TAIL_MIN_OPSET = 13
+NMS_PREFIX = TAIL_PREFIX + "nms/"
 
 
 def check_thresholds(conf: float, iou: float, max_det: int) -> None:
     """The baked thresholds every end-to-end graph gets (our exports and imported models alike)."""
-    defaults = (("--conf", conf, PoseSpec.conf_threshold), ("--iou", iou, PoseSpec.iou_threshold))
-    for opt, v, example in defaults:
+    deploy = defaults.DEPLOY
+    for opt, v, example in (("--conf", conf, deploy.conf), ("--iou", iou, deploy.iou)):
         if not 0.0 <= v <= 1.0:  # NaN fails this too
             raise ExportError(f"{opt} {v} is out of range; use a value in [0, 1] (e.g. {opt} {example})")
     if max_det < 1:
-        raise ExportError(f"--max-det {max_det} must be >= 1 (100 is the default, 300 for crowded scenes)")
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    """The model's default-domain ("" / ai.onnx) opset version."""
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return int(imp.version)
-    raise ExportError("the ONNX graph imports no default-domain opset; re-export it with an opset >= 13")
+        raise ExportError(
+            f"--max-det {max_det} must be >= 1 ({deploy.max_det} is the default, 300 for crowded scenes)"
+        )
 
 
 class TailBuilder:
@@ -79,10 +77,131 @@ KptDecoder = Callable[[TailBuilder, str, str], str]
 KptGather = Callable[[TailBuilder, str, str], str]
 
 
+@dataclass(frozen=True)
+class _Axes:
+    """The (1,) int64 axis constants the tail's Unsqueeze/Squeeze/ReduceSum/Gather nodes share."""
+
+    ax0: str
+    ax1: str
+    axm1: str
+
+
+def _check_tail_args(
+    model: onnx.ModelProto, prefix: str, max_det: int, kpts: str | None, gather_kpts: KptGather | None
+) -> None:
+    if default_opset(model) < TAIL_MIN_OPSET:
+        raise ExportError(
+            f"the NMS tail needs opset >= {TAIL_MIN_OPSET}, the graph has {default_opset(model)}; "
+            f"re-export with --opset {TAIL_MIN_OPSET} or higher ({defaults.DEFAULT_OPSET} is the default)"
+        )
+    if not prefix.startswith(TAIL_PREFIX):
+        raise ValueError(f"tail prefix {prefix!r} must start with {TAIL_PREFIX!r}")
+    if max_det < 1:
+        raise ValueError(f"max_det must be >= 1, got {max_det}")
+    if (kpts is None) == (gather_kpts is None):
+        raise ValueError("pass exactly one of kpts (a (B, N, E) tensor) and gather_kpts")
+
+
 def _set_default(graph: onnx.GraphProto, name: str, value: np.ndarray, elem: int) -> None:
     """A graph input with an initializer of the same name: optional at run time, default = `value`."""
     graph.input.append(helper.make_tensor_value_info(name, elem, []))
     graph.initializer.append(numpy_helper.from_array(value, name))
+
+
+def _threshold_inputs(g: onnx.GraphProto, conf: float, iou: float, max_det: int) -> None:
+    """The three run-time overrides as optional graph inputs, the baked values as their initializers."""
+    taken = {i.name for i in g.input} | {i.name for i in g.initializer}
+    for name in (SCORE_THR_NAME, IOU_THR_NAME, MAX_DET_NAME):
+        if name in taken:
+            raise ExportError(f"the graph already has an input named '{name}' (already end-to-end?)")
+    _set_default(g, SCORE_THR_NAME, np.array(conf, np.float32), TensorProto.FLOAT)
+    _set_default(g, IOU_THR_NAME, np.array(iou, np.float32), TensorProto.FLOAT)
+    _set_default(g, MAX_DET_NAME, np.array(max_det, np.int64), TensorProto.INT64)
+
+
+def _kept_rows(
+    b: TailBuilder,
+    ax: _Axes,
+    *,
+    boxes: str,
+    scores: str,
+    kpts: str | None,
+    max_det: int,
+    decode_kpts: KptDecoder | None,
+    gather_kpts: KptGather | None,
+) -> tuple[str, str]:
+    """NonMaxSuppression and the gather of what it keeps: rows (M, 6 + 3K) and their images (M, 1)."""
+    # The cap fixes the output shape, so a larger run-time request is clipped to the baked max_det.
+    cap = b.node("Min", [MAX_DET_NAME, b.const("max_det_cap", np.array(max_det, np.int64))], "max_per_image")
+    scores3 = b.node("Unsqueeze", [scores, ax.ax1], "scores_b1n")  # (B, 1, N): one class
+    sel = b.node(
+        "NonMaxSuppression", [boxes, scores3, cap, IOU_THR_NAME, SCORE_THR_NAME], "selected"
+    )  # (M, 3)
+    bi_box = b.node(
+        "Gather", [sel, b.const("cols_batch_box", np.array([0, 2], np.int64))], "batch_box", axis=1
+    )
+    # (M, 1): a 1-element index list keeps the column axis
+    img = b.node("Gather", [sel, b.const("col_batch", np.array([0], np.int64))], "image_index", axis=1)
+
+    # Kept rows: box (M, 4), score (M, 1), class 0 (M, 1), keypoints (M, 3K).
+    row_box = b.node("GatherND", [boxes, bi_box], "row_box")  # (M, 4)
+    row_score = b.node(
+        "Unsqueeze", [b.node("GatherND", [scores, bi_box], "row_score_m"), ax.axm1], "row_score"
+    )  # (M, 1)
+    row_cls = b.node("Mul", [row_score, b.const("zero_f", np.array(0.0, np.float32))], "row_class")  # (M, 1)
+
+    def box_index() -> str:  # (M,)
+        return b.node("Gather", [sel, b.const("col_box", np.array(2, np.int64))], "box_index", axis=1)
+
+    if gather_kpts is not None:
+        image_index = b.node("Squeeze", [img, ax.ax1], "image_index_m")  # (M,)
+        row_kpt = gather_kpts(b, image_index, box_index())  # (M, 3K)
+    else:
+        assert kpts is not None  # _check_tail_args: exactly one of kpts and gather_kpts
+        row_kpt = b.node("GatherND", [kpts, bi_box], "row_kpts")  # (M, E)
+        if decode_kpts is not None:
+            row_kpt = decode_kpts(b, row_kpt, box_index())  # (M, 3K)
+    rows = b.node("Concat", [row_box, row_score, row_cls, row_kpt], "rows", axis=1)  # (M, 6 + 3K)
+    return rows, img
+
+
+def _scatter_padded(
+    b: TailBuilder, ax: _Axes, *, rows: str, img: str, boxes: str, batch: int | str, max_det: int, width: int
+) -> None:
+    """Kept rows -> DETECTIONS_NAME (B, max_det, 6 + 3K) zero-padded, and NUM_DETS_NAME (B,)."""
+    # A static batch folds the batch-dependent shapes into constants (fewer nodes at run time).
+    if isinstance(batch, int):
+        images = b.const("batch_range", np.arange(batch, dtype=np.int64))  # (B,)
+        zeros = b.const("zeros", np.zeros((batch * max_det, width), np.float32))  # (B * max_det, 6 + 3K)
+    else:
+        batch_n = b.node("Gather", [b.node("Shape", [boxes], "boxes_shape"), ax.ax0], "batch_size")  # (1,)
+        zero, one = b.const("zero", np.array(0, np.int64)), b.const("one", np.array(1, np.int64))
+        batch_s = b.node("Squeeze", [batch_n, ax.ax0], "batch_size_scalar")
+        images = b.node("Range", [zero, batch_s, one], "batch_range")  # (B,)
+        n_rows = b.node("Mul", [batch_n, b.const("max_det_1", np.array([max_det], np.int64))], "out_rows")
+        shape = b.node(
+            "Concat", [n_rows, b.const("width_1", np.array([width], np.int64))], "zeros_shape", axis=0
+        )  # (2,) = [B * max_det, 6 + 3K]
+        zeros = b.node(
+            "ConstantOfShape", [shape], "zeros", value=numpy_helper.from_array(np.zeros(1, np.float32))
+        )
+    onehot = b.node(
+        "Cast", [b.node("Equal", [img, images], "onehot_bool")], "onehot", to=TensorProto.INT64
+    )  # (M, B)
+    b.node("ReduceSum", [onehot, ax.ax0], "num_detections", out=NUM_DETS_NAME, keepdims=0)  # (B,)
+    # Slot of row i within its image = number of earlier rows of the same image.
+    earlier = b.node("CumSum", [onehot, b.const("zero_axis", np.array(0, np.int64))], "earlier", exclusive=1)
+    slot = b.node(
+        "ReduceSum", [b.node("Mul", [earlier, onehot], "earlier_same"), ax.ax1], "slot", keepdims=1
+    )  # (M, 1)
+    flat = b.node(
+        "Add",
+        [b.node("Mul", [img, b.const("max_det_i", np.array(max_det, np.int64))], "image_base"), slot],
+        "flat",
+    )  # (M, 1): row of (B * max_det)
+    scattered = b.node("ScatterND", [zeros, flat, rows], "scattered")  # (B * max_det, 6 + 3K)
+    out_shape = b.const("out_shape", np.array([-1, max_det, width], np.int64))
+    b.node("Reshape", [scattered, out_shape], "detections", out=DETECTIONS_NAME)  # (B, max_det, 6 + 3K)
 
 
 def append_nms_tail(
@@ -98,7 +217,7 @@ def append_nms_tail(
     decode_kpts: KptDecoder | None = None,
     gather_kpts: KptGather | None = None,
     batch: int | str | None = None,
-    prefix: str = TAIL_PREFIX + "nms/",
+    prefix: str = NMS_PREFIX,
 ) -> onnx.ModelProto:
     """Return a copy of `model` whose outputs are replaced by the end-to-end detections.
 
@@ -107,101 +226,33 @@ def append_nms_tail(
     turns into (M, 3K) keypoints after the gather — decoding ~100 kept rows instead of all N candidates
     is what keeps the tail cheap. `batch` is the declared first output dimension (an int for a static
     batch, a name for a dynamic one); None copies the first graph input's.
+
+    Stages: threshold inputs -> NMS and the gather of the kept rows -> scatter into the padded output.
     """
-    if default_opset(model) < TAIL_MIN_OPSET:
-        raise ExportError(
-            f"the NMS tail needs opset >= {TAIL_MIN_OPSET}, the graph has {default_opset(model)}; "
-            f"re-export with --opset {TAIL_MIN_OPSET} or higher (17 is the default)"
-        )
-    if not prefix.startswith(TAIL_PREFIX):
-        raise ValueError(f"tail prefix {prefix!r} must start with {TAIL_PREFIX!r}")
-    if max_det < 1:
-        raise ValueError(f"max_det must be >= 1, got {max_det}")
-    if (kpts is None) == (gather_kpts is None):
-        raise ValueError("pass exactly one of kpts (a (B, N, E) tensor) and gather_kpts")
+    _check_tail_args(model, prefix, max_det, kpts, gather_kpts)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
     if batch is None:
         dim = g.input[0].type.tensor_type.shape.dim[0]
         batch = dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
-    width = 6 + 3 * num_keypoints
-    taken = {i.name for i in g.input} | {i.name for i in g.initializer}
-    for name in (SCORE_THR_NAME, IOU_THR_NAME, MAX_DET_NAME):
-        if name in taken:
-            raise ExportError(f"the graph already has an input named '{name}' (already end-to-end?)")
-    _set_default(g, SCORE_THR_NAME, np.array(conf, np.float32), TensorProto.FLOAT)
-    _set_default(g, IOU_THR_NAME, np.array(iou, np.float32), TensorProto.FLOAT)
-    _set_default(g, MAX_DET_NAME, np.array(max_det, np.int64), TensorProto.INT64)
+    width = row_width(num_keypoints)
+    _threshold_inputs(g, conf, iou, max_det)
     del g.output[:]
 
     b = TailBuilder(g, prefix)
-    ax0, ax1, axm1 = (b.const(n, np.array([v], np.int64)) for n, v in (("ax0", 0), ("ax1", 1), ("axm1", -1)))
-    # The cap fixes the output shape, so a larger run-time request is clipped to the baked max_det.
-    cap = b.node("Min", [MAX_DET_NAME, b.const("max_det_cap", np.array(max_det, np.int64))], "max_per_image")
-    scores3 = b.node("Unsqueeze", [scores, ax1], "scores_b1n")  # (B, 1, N): one class
-    sel = b.node(
-        "NonMaxSuppression", [boxes, scores3, cap, IOU_THR_NAME, SCORE_THR_NAME], "selected"
-    )  # (M, 3)
-    bi_box = b.node(
-        "Gather", [sel, b.const("cols_batch_box", np.array([0, 2], np.int64))], "batch_box", axis=1
+    ax = _Axes(*(b.const(n, np.array([v], np.int64)) for n, v in (("ax0", 0), ("ax1", 1), ("axm1", -1))))
+    rows, img = _kept_rows(
+        b,
+        ax,
+        boxes=boxes,
+        scores=scores,
+        kpts=kpts,
+        max_det=max_det,
+        decode_kpts=decode_kpts,
+        gather_kpts=gather_kpts,
     )
-    # (M, 1): a 1-element index list keeps the column axis
-    img = b.node("Gather", [sel, b.const("col_batch", np.array([0], np.int64))], "image_index", axis=1)
-
-    # Kept rows: box (M, 4), score (M, 1), class 0 (M, 1), keypoints (M, 3K).
-    row_box = b.node("GatherND", [boxes, bi_box], "row_box")  # (M, 4)
-    row_score = b.node(
-        "Unsqueeze", [b.node("GatherND", [scores, bi_box], "row_score_m"), axm1], "row_score"
-    )  # (M, 1)
-    row_cls = b.node("Mul", [row_score, b.const("zero_f", np.array(0.0, np.float32))], "row_class")  # (M, 1)
-
-    def box_index() -> str:  # (M,)
-        return b.node("Gather", [sel, b.const("col_box", np.array(2, np.int64))], "box_index", axis=1)
-
-    if gather_kpts is not None:
-        image_index = b.node("Squeeze", [img, ax1], "image_index_m")  # (M,)
-        row_kpt = gather_kpts(b, image_index, box_index())  # (M, 3K)
-    else:
-        row_kpt = b.node("GatherND", [kpts, bi_box], "row_kpts")  # (M, E)
-        if decode_kpts is not None:
-            row_kpt = decode_kpts(b, row_kpt, box_index())  # (M, 3K)
-    rows = b.node("Concat", [row_box, row_score, row_cls, row_kpt], "rows", axis=1)  # (M, 6 + 3K)
-
-    # A static batch folds the batch-dependent shapes into constants (fewer nodes at run time).
-    if isinstance(batch, int):
-        images = b.const("batch_range", np.arange(batch, dtype=np.int64))  # (B,)
-        zeros = b.const("zeros", np.zeros((batch * max_det, width), np.float32))  # (B * max_det, 6 + 3K)
-    else:
-        batch_n = b.node("Gather", [b.node("Shape", [boxes], "boxes_shape"), ax0], "batch_size")  # (1,)
-        zero, one = b.const("zero", np.array(0, np.int64)), b.const("one", np.array(1, np.int64))
-        batch_s = b.node("Squeeze", [batch_n, ax0], "batch_size_scalar")
-        images = b.node("Range", [zero, batch_s, one], "batch_range")  # (B,)
-        n_rows = b.node("Mul", [batch_n, b.const("max_det_1", np.array([max_det], np.int64))], "out_rows")
-        shape = b.node(
-            "Concat", [n_rows, b.const("width_1", np.array([width], np.int64))], "zeros_shape", axis=0
-        )  # (2,) = [B * max_det, 6 + 3K]
-        zeros = b.node(
-            "ConstantOfShape", [shape], "zeros", value=numpy_helper.from_array(np.zeros(1, np.float32))
-        )
-    onehot = b.node(
-        "Cast", [b.node("Equal", [img, images], "onehot_bool")], "onehot", to=TensorProto.INT64
-    )  # (M, B)
-    b.node("ReduceSum", [onehot, ax0], "num_detections", out=NUM_DETS_NAME, keepdims=0)  # (B,)
-    # Slot of row i within its image = number of earlier rows of the same image.
-    earlier = b.node("CumSum", [onehot, b.const("zero_axis", np.array(0, np.int64))], "earlier", exclusive=1)
-    slot = b.node(
-        "ReduceSum", [b.node("Mul", [earlier, onehot], "earlier_same"), ax1], "slot", keepdims=1
-    )  # (M, 1)
-    flat = b.node(
-        "Add",
-        [b.node("Mul", [img, b.const("max_det_i", np.array(max_det, np.int64))], "image_base"), slot],
-        "flat",
-    )  # (M, 1): row of (B * max_det)
-    scattered = b.node("ScatterND", [zeros, flat, rows], "scattered")  # (B * max_det, 6 + 3K)
-    out_shape = b.const("out_shape", np.array([-1, max_det, width], np.int64))
-    b.node("Reshape", [scattered, out_shape], "detections", out=DETECTIONS_NAME)  # (B, max_det, 6 + 3K)
-
+    _scatter_padded(b, ax, rows=rows, img=img, boxes=boxes, batch=batch, max_det=max_det, width=width)
     g.output.extend(
         [
             helper.make_tensor_value_info(DETECTIONS_NAME, TensorProto.FLOAT, [batch, max_det, width]),
@@ -211,12 +262,7 @@ def append_nms_tail(
     return out
 
 
-def tail_nodes(model: onnx.ModelProto, prefix: str = TAIL_PREFIX) -> list[onnx.NodeProto]:
-    """Nodes of the decode + NMS tail (by name prefix)."""
-    return [n for n in model.graph.node if n.name.startswith(prefix)]
-
-
-def tail_inputs(model: onnx.ModelProto, prefix: str = TAIL_PREFIX + "nms/") -> tuple[str, str]:
+def nms_candidates(model: onnx.ModelProto, prefix: str = NMS_PREFIX) -> tuple[str, str]:
     """The (boxes, scores) candidate tensors the NMS tail of `model` reads (to expose them for checks)."""
     by_name = {n.name: n for n in model.graph.node}
     try:

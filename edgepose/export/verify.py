@@ -25,20 +25,19 @@ import numpy as np
 import onnx
 import torch
 
+from edgepose import defaults
 from edgepose.errors import ExportError
 from edgepose.export.reference import reference_detections
-from edgepose.export.tail import tail_inputs
-from edgepose.letterbox import letterbox
+from edgepose.export.selfcheck import PROB_TOL, PX_TOL, sample_images
+from edgepose.export.tail import nms_candidates
 from edgepose.nms import nms
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
+from edgepose.runtime.preprocess import to_input
+from edgepose.runtime.session import cpu_session
 from edgepose.spec import INPUT_NAME, SCORE_THR_NAME, GraphKind, InputFormat, PoseSpec
 
-VERIFY_SEED = 7  # synthetic sample images; a seed no dataset role uses (train 1, val 2, calibration 3)
 VERIFY_IMAGES = 4
-PX_TOL = 0.01  # boxes and keypoint x, y, in network-input pixels
-PROB_TOL = 1e-4  # scores and keypoint confidences
-LOW_CONF = 0.001  # the evaluation setting: many candidates reach the NMS
 
 Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (B, N, 4), scores (B, N), kpts (B, N, 3K)
 
@@ -52,23 +51,6 @@ class VerifyResult:
     max_prob_diff: float  # scores and keypoint confidences
     thresholds: tuple[float, ...]
     borderline: int  # (image, threshold) pairs where a rounding-level difference flipped an NMS decision
-
-
-def sample_images(n: int, size: tuple[int, int], seed: int = VERIFY_SEED) -> np.ndarray:
-    """(n, 3, H, W) uint8 RGB synthetic scenes with people, letterboxed like deployment input."""
-    from edgepose.data.synth import render_sample
-
-    out = []
-    for i in range(n):
-        bgr = render_sample(seed, i, max(size)).image  # (S, S, 3) uint8 BGR
-        boxed, _ = letterbox(bgr, size)  # (H, W, 3)
-        out.append(boxed[:, :, ::-1].transpose(2, 0, 1))  # BGR HWC -> RGB (3, H, W)
-    return np.ascontiguousarray(np.stack(out))  # (n, 3, H, W)
-
-
-def to_input(images: np.ndarray, fmt: InputFormat) -> np.ndarray:
-    """uint8 RGB (B, 3, H, W) -> the graph's input tensor (as runtime.preprocess makes it)."""
-    return images if fmt is InputFormat.UINT8 else images.astype(np.float32) / np.float32(255.0)
 
 
 def torch_candidates(model: PoseModel, images: np.ndarray) -> Candidates:
@@ -152,21 +134,11 @@ def _compare(
         tally.borderline += 1
 
 
-def _session(model: onnx.ModelProto):  # -> onnxruntime.InferenceSession
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # a check, not a benchmark: stay polite on small machines
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # no warning about the threshold initializers being inputs: on purpose
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
 def _with_candidate_outputs(graph: onnx.ModelProto) -> onnx.ModelProto:
     """A copy that also outputs the candidates the NMS tail reads: boxes (B, N, 4), scores (B, N)."""
     out = onnx.ModelProto()
     out.CopyFrom(graph)
-    boxes, scores = tail_inputs(graph)
+    boxes, scores = nms_candidates(graph)
     out.graph.output.extend(
         onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in (boxes, scores)
     )
@@ -191,8 +163,9 @@ def verify_export(
         n = num_images if batch is None else batch * -(-num_images // batch)  # whole static batches
         images = sample_images(n, spec.input_size)
     end2end = spec.graph is GraphKind.END2END
-    sess = _session(_with_candidate_outputs(graph) if end2end else graph)
-    tally, thresholds, step = _Tally(), (spec.conf_threshold, LOW_CONF), batch or 2
+    # One thread: a check, not a benchmark, so it stays polite on small machines.
+    sess = cpu_session((_with_candidate_outputs(graph) if end2end else graph).SerializeToString(), threads=1)
+    tally, thresholds, step = _Tally(), (spec.conf_threshold, defaults.EVAL.conf), batch or 2
     for start in range(0, len(images), step):
         imgs = images[start : start + step]
         cand_t = torch_candidates(model, imgs)
@@ -201,7 +174,7 @@ def verify_export(
             cand_o = _decoded([torch.from_numpy(r) for r in sess.run(None, feed)], model)  # from the raw maps
         for conf in thresholds:
             if end2end:
-                # The baked default is used when the input is omitted; LOW_CONF is fed (run-time override).
+                # The baked default is used when the input is omitted; the low one is fed (run-time override).
                 extra = {} if conf == spec.conf_threshold else {SCORE_THR_NAME: np.array(conf, np.float32)}
                 det, num, boxes_o, scores_o = sess.run(
                     None, {**feed, **extra}

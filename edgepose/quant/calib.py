@@ -77,7 +77,6 @@ class CalibrationSet:
     def __init__(
         self, calib_dir: str | os.PathLike[str], spec: PoseSpec, num_calib: int | None = None
     ) -> None:
-        self.calib_dir = Path(calib_dir)
         self.spec = spec
         self.paths = select_images(find_images(calib_dir), num_calib)
 

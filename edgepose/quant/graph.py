@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +16,11 @@ import onnx
 from onnx import helper
 
 from edgepose.errors import ModelFileError
+from edgepose.onnxkit.graph import consumers, dedupe_opsets, default_opset, producers, tail_nodes
+from edgepose.onnxkit.model import spec_of
+from edgepose.onnxkit.ops import QUANTIZED_OPS
 from edgepose.spec import INPUT_NAME, METADATA_PREFIX, TAIL_PREFIX, GraphKind, PoseSpec, Precision
 
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-# Any of these means the graph was quantized already (QDQ, QOperator or dynamic quantization).
-_QUANTIZED_OPS = QDQ_OPS | {
-    "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear",
-    "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QGemm",
-}  # fmt: skip
 # Weighted ops: the "layers" a precision plan assigns. Per-channel axis = onnxruntime's default.
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"
@@ -57,13 +53,12 @@ def load_float_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, Pos
         model = onnx.load(str(p))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...: all mean "not a readable ONNX"
         raise ModelFileError(f"{p} is not a readable ONNX file ({type(exc).__name__}); {_FIX_HINT}") from exc
-    _dedupe_opsets(model)
-    props = {m.key: m.value for m in model.metadata_props}
+    dedupe_opsets(model)
     try:
-        spec = PoseSpec.from_metadata(props)
+        spec = spec_of(model)
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{p} has no edgepose metadata (not an edgepose export); {_FIX_HINT}") from exc
-    quantized = sorted({n.op_type for n in model.graph.node if n.op_type in _QUANTIZED_OPS})
+    quantized = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
     if spec.precision is not Precision.FLOAT or quantized:
         what = (
             f"precision {spec.precision.value}"
@@ -85,36 +80,8 @@ def load_float_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, Pos
     return model, spec
 
 
-def _dedupe_opsets(model: onnx.ModelProto) -> None:
-    """One opset_import per domain (onnxruntime.quantization rejects duplicates); the highest wins."""
-    best: dict[str, int] = {}
-    for imp in model.opset_import:
-        dom = "" if imp.domain == "ai.onnx" else imp.domain
-        best[dom] = max(best.get(dom, 0), int(imp.version))
-    if len(best) != len(model.opset_import):
-        del model.opset_import[:]
-        model.opset_import.extend(helper.make_opsetid(d, v) for d, v in best.items())
-
-
-def tail_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.name.startswith(TAIL_PREFIX)]
-
-
-def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    out: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for n in graph.node:
-        for i in n.input:
-            if i:
-                out[i].append(n)
-    return out
-
-
-def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {o: n for n in graph.node for o in n.output if o}
-
-
-def tail_inputs(model: onnx.ModelProto) -> list[str]:
-    """Tensors the tail reads from the network body, in graph order (the raw head outputs)."""
+def raw_head_outputs(model: onnx.ModelProto) -> list[str]:
+    """The raw head outputs: the tensors the float tail reads from the network body, in graph order."""
     prod = producers(model.graph)
     seen: list[str] = []
     for n in tail_nodes(model):
@@ -132,7 +99,7 @@ def float_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     prod = producers(model.graph)
     inits = {t.name for t in model.graph.initializer}
     region = {n.name: n for n in tail_nodes(model)}
-    stack = tail_inputs(model)
+    stack = raw_head_outputs(model)
     seen: set[str] = set()
     while stack:
         t = stack.pop()
@@ -148,8 +115,8 @@ def float_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 
 def body_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The network without its tail: input INPUT_NAME, outputs = the tail's inputs (float)."""
-    outs = tail_inputs(model)
+    """The network without its tail: input INPUT_NAME, outputs = the raw head outputs (float)."""
+    outs = raw_head_outputs(model)
     prod = producers(model.graph)
     keep: set[str] = set()
     stack = list(outs)
@@ -201,10 +168,6 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
     return layers
 
 
-def default_opset(model: onnx.ModelProto) -> int:
-    return next(int(i.version) for i in model.opset_import if i.domain in ("", "ai.onnx"))
-
-
 def upgrade_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """Convert to `opset` with onnx's version converter, keeping every node named and the tail prefixed.
 
@@ -230,16 +193,3 @@ def upgrade_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
     return out
-
-
-def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
-    """Replace metadata_props with `props` (sorted, so the bytes are deterministic)."""
-    del model.metadata_props[:]
-    for k in sorted(props):
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=props[k]))
-
-
-def pin_ir_version(model: onnx.ModelProto) -> None:
-    """The lowest IR version the model's opsets need (onnx's default IR is newer than onnxruntime reads)."""
-    need = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
-    model.ir_version = max(need, min(model.ir_version, 10))

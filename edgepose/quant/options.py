@@ -1,8 +1,13 @@
-"""The closed sets of quantization choices (stdlib only, so the CLI can offer them without importing ORT)."""
+"""The closed sets of quantization choices and the progress callback (stdlib only, so the CLI can offer
+and wire them without importing onnxruntime)."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+
+# Progress callback of every quantization stage: (stage, done, total), e.g. ("sensitivity", 12, 60).
+Progress = Callable[[str, int, int], None]
 
 
 class LayerPrecision(str, enum.Enum):

@@ -1,7 +1,8 @@
 """The precision plan {layer -> precision} and its mapping onto onnxruntime.quantization arguments.
 
 This is the ONLY module that spells onnxruntime.quantization option keys (extra_options,
-TensorQuantOverrides, calibrator options): a typo here is caught by the tests, not silently ignored.
+TensorQuantOverrides, calibrator options) and picks its QuantType per precision (the report reads the
+type names from here too): a typo here is caught by the tests, not silently ignored.
 
 Meaning of a layer's precision: the precision of the data its multiply-accumulate reads, i.e. its
 activation inputs and its weights (per-channel, symmetric).
@@ -31,13 +32,13 @@ from typing import Any
 import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-from edgepose.quant.graph import LAYER_OPS, Layer, consumers, producers
-from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
+from edgepose.onnxkit.graph import consumers, producers
+from edgepose.quant.graph import LAYER_OPS, Layer
+from edgepose.quant.options import CalibMethod, LayerPrecision
 from edgepose.spec import Precision
 
-__all__ = ["CalibMethod", "HighPrecision", "LayerPrecision", "PrecisionPlan", "quantize_static_args"]
-
 OPSET_16BIT = 21  # first ONNX opset whose QuantizeLinear/DequantizeLinear take (u)int16
+QUANT_FORMAT = QuantFormat.QDQ  # Q/DQ pairs around float ops: what every edgepose quantization writes
 
 
 def ort_method(method: CalibMethod) -> CalibrationMethod:
@@ -52,6 +53,16 @@ _ACT = {LayerPrecision.INT8: QuantType.QUInt8, LayerPrecision.INT16: QuantType.Q
 _WEIGHT = {LayerPrecision.INT8: QuantType.QInt8, LayerPrecision.INT16: QuantType.QInt16}
 
 
+def activation_type_name(precision: LayerPrecision) -> str:
+    """onnxruntime's name of the activation type at `precision` (INT8 or INT16), e.g. "QUInt8"."""
+    return _ACT[precision].name
+
+
+def weight_type_name(precision: LayerPrecision) -> str:
+    """onnxruntime's name of the weight type at `precision` (INT8 or INT16), e.g. "QInt8"."""
+    return _WEIGHT[precision].name
+
+
 @dataclass
 class PrecisionPlan:
     """Every layer's precision; layers not in `layers` (and non-layer ops) get `default`."""
@@ -62,10 +73,6 @@ class PrecisionPlan:
     @classmethod
     def uniform(cls, precision: Precision) -> PrecisionPlan:
         return cls(LayerPrecision.INT16 if precision is Precision.INT16 else LayerPrecision.INT8)
-
-    @classmethod
-    def uniform_int8(cls) -> PrecisionPlan:
-        return cls(LayerPrecision.INT8)
 
     def of(self, name: str) -> LayerPrecision:
         return self.layers.get(name, self.default)
@@ -143,7 +150,7 @@ def quantize_static_args(
         "TensorQuantOverrides": overrides,
     }
     return {
-        "quant_format": QuantFormat.QDQ,
+        "quant_format": QUANT_FORMAT,
         "per_channel": True,
         "reduce_range": False,
         "activation_type": _ACT[plan.default],

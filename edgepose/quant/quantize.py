@@ -1,8 +1,9 @@
 """quantize_model: float edgepose export -> 8-bit, 16-bit or sensitivity-driven mixed QDQ model + report.
 
 Stages (onnxruntime.quantization does the quantizing): calibrate the network body ONCE (ranges for
-every tensor, cached) -> [mixed: 8-bit model, sensitivity probe, plan] -> quantize_static with the
-plan -> force the tail float -> metadata -> atomic write.
+every tensor, cached) -> [mixed: 8-bit model, sensitivity probe, `search.search_mixed_plan`] ->
+quantize_static with the plan -> force the tail float -> report -> `onnxkit.finalize` (IR pin,
+metadata, onnx.checker, atomic write of the model and its report).
 
 onnxruntime's `quant_pre_process` is deliberately not run: `edgepose export` already simplified the
 graph (onnxslim: BatchNorm folded, constants folded, shapes inferred) and quantize_static runs its own
@@ -19,7 +20,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,38 +29,38 @@ import onnxruntime as ort
 from onnxruntime.quantization import create_calibrator, quantize_static
 from onnxruntime.quantization.calibrate import save_tensors_data
 
-from edgepose import fsio
+from edgepose import defaults, fsio
 from edgepose.errors import ConfigError
+from edgepose.onnxkit.graph import default_opset
+from edgepose.onnxkit.model import finalize, metadata
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.graph import (
     QUANT_METHOD_KEY,
     QUANT_PLAN_KEY,
+    Layer,
     body_model,
-    default_opset,
     find_layers,
     float_nodes,
     load_float_model,
-    pin_ir_version,
-    set_metadata,
-    tail_inputs,
+    raw_head_outputs,
     upgrade_opset,
 )
+from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision, Progress
 from edgepose.quant.plan import (
     OPSET_16BIT,
-    CalibMethod,
-    HighPrecision,
-    LayerPrecision,
+    QUANT_FORMAT,
     PrecisionPlan,
     calibrator_options,
     ort_method,
     quantize_static_args,
 )
-from edgepose.quant.report import LayerRow, QuantReport
-from edgepose.quant.sensitivity import SensitivityProbe, nmse, order_by_sensitivity, session_options
+from edgepose.quant.report import QuantReport
+from edgepose.quant.search import MixedSearch, search_mixed_plan
+from edgepose.quant.sensitivity import SensitivityProbe, nmse
 from edgepose.quant.tailfix import keep_tail_float
-from edgepose.spec import INPUT_NAME, Precision
+from edgepose.runtime.session import cpu_session
+from edgepose.spec import INPUT_NAME, METADATA_PREFIX, PoseSpec, Precision
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 NUM_PROBE_IMAGES = 8
 CALIB_CHUNK = 8  # images per calibrator pass: every tensor of every image is held until the pass ends
 
@@ -81,7 +82,7 @@ def check_options(precision: Precision, budget: float | None, max_drop: float | 
     if budget is not None and not (0.0 < budget < 1.0):
         raise ConfigError(
             f"--budget {budget} is outside (0, 1); it is the fraction of layers kept at high precision, "
-            "e.g. 0.3"
+            f"e.g. {defaults.MIXED_BUDGET}"
         )
     if max_drop is not None and not (max_drop > 0.0 and math.isfinite(max_drop)):
         raise ConfigError(f"--max-drop {max_drop} must be a positive number (raw-output NMSE), e.g. 0.01")
@@ -95,6 +96,24 @@ def _quiet() -> Iterator[None]:
         yield
     finally:
         logging.disable(logging.NOTSET)
+
+
+class _Stages:
+    """Times the stages (seconds by stage name) and reports their start and end to `progress`."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress, self.seconds = progress, {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, *, ticks: bool = True) -> Iterator[None]:
+        """`ticks=False` for a stage that reports its own progress."""
+        if ticks and self.progress:
+            self.progress(name, 0, 1)
+        t = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - t
+        if ticks and self.progress:
+            self.progress(name, 1, 1)
 
 
 def _calibrate(body: onnx.ModelProto, calib: CalibrationSet, method: CalibMethod, tmp: Path) -> Path:
@@ -139,18 +158,68 @@ def _quantize(
 def raw_outputs(
     model: onnx.ModelProto, images: Sequence[np.ndarray], threads: int | None = None
 ) -> list[list[np.ndarray]]:
-    """The tail's input tensors (raw head outputs) for each image; a body graph's outputs (no tail)."""
+    """The raw head outputs (what the tail reads) for each image; a body graph's outputs (no tail)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    names = tail_inputs(model) or [o.name for o in model.graph.output]
+    names = raw_head_outputs(model) or [o.name for o in model.graph.output]
     have = {o.name for o in m.graph.output}
     m.graph.output.extend(
         onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in have
     )
-    sess = ort.InferenceSession(
-        m.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"]
-    )
+    sess = cpu_session(m.SerializeToString(), threads)
     return [sess.run(names, {INPUT_NAME: x}) for x in images]
+
+
+def _mixed_search(
+    body: onnx.ModelProto,
+    layers: list[Layer],
+    q8: onnx.ModelProto,
+    probe_images: list[np.ndarray],
+    *,
+    high: HighPrecision,
+    budget: float | None,
+    max_drop: float | None,
+    threads: int | None,
+    progress: Progress | None,
+) -> MixedSearch:
+    """--mixed: rank the layers by raw-output sensitivity (8-bit model `q8`) and choose the plan."""
+    probe = SensitivityProbe(body, q8, layers, probe_images, threads)
+    return search_mixed_plan(
+        layers, probe, high=high.layer_precision, budget=budget, max_error=max_drop, progress=progress
+    )
+
+
+def _max_drop_notes(raw: float, max_drop: float | None) -> list[str]:
+    if max_drop is None or not raw > max_drop:
+        return []
+    return [
+        f"note: measured raw-output NMSE {raw:.3g} exceeds --max-drop {max_drop:g} "
+        "(the search emulates high precision as float); raise --max-drop or use --high-precision float"
+    ]
+
+
+def _quant_metadata(
+    model: onnx.ModelProto, spec: PoseSpec, plan: PrecisionPlan, report: QuantReport
+) -> dict[str, str]:
+    """Our metadata_props of the quantized file: the float file's with the precision, plan and method.
+
+    Sorted by key: deterministic bytes, the same as before the metadata writer was shared.
+    """
+    mixed = report.precision is Precision.MIXED
+    quant_method = {
+        "method": report.method.value,
+        "num_calib": report.num_calib,
+        "activations": report.activation_type,
+        "weights": report.weight_type + " per-channel symmetric",
+        "high_precision": report.high_precision.value if report.high_precision else None,
+        "format": QUANT_FORMAT.name,
+        "onnxruntime": ort.__version__,
+    }
+    props = {k: v for k, v in metadata(model).items() if k.startswith(METADATA_PREFIX)}
+    props.update(spec.replace(precision=report.precision).to_metadata())
+    props[QUANT_PLAN_KEY] = json.dumps(plan.high() if mixed else [])
+    props[QUANT_METHOD_KEY] = json.dumps(quant_method, sort_keys=True)
+    return dict(sorted(props.items()))
 
 
 def quantize_model(
@@ -160,7 +229,7 @@ def quantize_model(
     *,
     precision: Precision,
     num_calib: int | None = None,
-    budget: float | None = 0.3,
+    budget: float | None = None,
     max_drop: float | None = None,
     high_precision: HighPrecision = HighPrecision.INT16,
     method: CalibMethod = CalibMethod.MINMAX,
@@ -170,128 +239,58 @@ def quantize_model(
 ) -> QuantReport:
     """Quantize a float end-to-end export; writes the model and MODEL.quant.json atomically.
 
-    `budget`: fraction of layers --mixed keeps at high precision (ignored when `max_drop` is given).
-    `max_drop`: instead, the largest raw-output NMSE vs float (see edgepose.quant.sensitivity) the
-    mixed model may have; the fewest most-sensitive layers that meet it are promoted.
+    `budget`: fraction of layers --mixed keeps at high precision (None: defaults.MIXED_BUDGET, read
+    now; ignored when `max_drop` is given). `max_drop`: instead, the largest raw-output NMSE vs float
+    (see edgepose.quant.sensitivity) the mixed model may have; the fewest most-sensitive layers that
+    meet it are promoted. `threads`: onnxruntime intra-op threads of the measurements (None: its
+    default).
     """
     t0 = time.perf_counter()
     precision = Precision(precision)
-    if max_drop is not None:
-        budget = None
-    check_options(precision, budget if precision is Precision.MIXED else None, max_drop)
+    mixed = precision is Precision.MIXED
+    budget = None if max_drop is not None else defaults.MIXED_BUDGET if budget is None else budget
+    check_options(precision, budget if mixed else None, max_drop)
     model, spec = load_float_model(model_path)
     out = fsio.check_parent(out_path if out_path is not None else default_output(model_path, precision))
     calib = CalibrationSet(calib_dir, spec, num_calib)
     layers = find_layers(model)
     body = body_model(model)
     probe_images = calib.subset(num_probe_images)
-    seconds: dict[str, float] = {}
-    notes: list[str] = []
-
-    def tick(stage: str, done: int = 1, total: int = 1) -> None:
-        if progress:
-            progress(stage, done, total)
-
+    stages = _Stages(progress)
+    search: MixedSearch | None = None
+    raw_int8: float | None = None
     with tempfile.TemporaryDirectory(prefix="edgepose-quant-") as tmp_dir:
         tmp = Path(tmp_dir)
-        tick("calibrate", 0, 1)
-        t = time.perf_counter()
-        cache = _calibrate(body, calib, method, tmp)
-        seconds["calibrate"] = time.perf_counter() - t
-        tick("calibrate", 1, 1)
-
-        scores: list[float] | None = None
-        raw_int8: float | None = None
+        with stages.stage("calibrate"):
+            cache = _calibrate(body, calib, method, tmp)
         reference = raw_outputs(body, probe_images, threads)
-        if precision is Precision.MIXED:
-            t = time.perf_counter()
-            q8 = _quantize(model, PrecisionPlan(LayerPrecision.INT8), cache, method, tmp, "int8")
-            probe = SensitivityProbe(body, q8, layers, probe_images, threads)
-            scores = probe.rank(lambda d, n: tick("sensitivity", d, n))
-            order = order_by_sensitivity(scores)
-            k = _num_high(order, probe, len(layers), budget, max_drop)
-            plan = PrecisionPlan(
-                LayerPrecision.INT8,
-                {layers[i].name: high_precision.layer_precision for i in sorted(order[:k])},
-            )
-            raw_int8 = nmse(raw_outputs(q8, probe_images, threads), reference)
-            seconds["sensitivity"] = time.perf_counter() - t
-        else:
-            plan = PrecisionPlan.uniform(precision)
-        tick("quantize", 0, 1)
-        t = time.perf_counter()
-        q = _quantize(model, plan, cache, method, tmp, "final")
-        seconds["quantize"] = time.perf_counter() - t
+        if mixed:
+            with stages.stage("sensitivity", ticks=False):
+                q8 = _quantize(model, PrecisionPlan(LayerPrecision.INT8), cache, method, tmp, "int8")
+                search = _mixed_search(
+                    body, layers, q8, probe_images, high=high_precision, budget=budget,
+                    max_drop=max_drop, threads=threads, progress=progress,
+                )  # fmt: skip
+                raw_int8 = nmse(raw_outputs(q8, probe_images, threads), reference)
+        plan = search.plan if search is not None else PrecisionPlan.uniform(precision)
+        with stages.stage("quantize"):
+            q = _quantize(model, plan, cache, method, tmp, "final")
         raw = nmse(raw_outputs(q, probe_images, threads), reference)
-        tick("quantize", 1, 1)
-    if max_drop is not None and raw > max_drop:
-        notes.append(
-            f"note: measured raw-output NMSE {raw:.3g} exceeds --max-drop {max_drop:g} "
-            "(the search emulates high precision as float); raise --max-drop or use --high-precision float"
-        )
-
-    act = "QUInt16" if plan.default is LayerPrecision.INT16 else "QUInt8"
-    wt = "QInt16" if plan.default is LayerPrecision.INT16 else "QInt8"
-    rank = {i: r + 1 for r, i in enumerate(order_by_sensitivity(scores))} if scores else {}
-    rows = [
-        LayerRow(la.name, la.op, plan.of(la.name), scores[i] if scores else None, rank.get(i))
-        for i, la in enumerate(layers)
-    ]
-    quant_method = {
-        "method": method.value,
-        "num_calib": len(calib),
-        "activations": act,
-        "weights": wt + " per-channel symmetric",
-        "high_precision": high_precision.value if precision is Precision.MIXED else None,
-        "format": "QDQ",
-        "onnxruntime": ort.__version__,
-    }
-    props = {m.key: m.value for m in model.metadata_props}
-    props.update(spec.replace(precision=precision).to_metadata())
-    props[QUANT_PLAN_KEY] = json.dumps(plan.high() if precision is Precision.MIXED else [])
-    props[QUANT_METHOD_KEY] = json.dumps(quant_method, sort_keys=True)
-    set_metadata(q, props)
-    pin_ir_version(q)
-    seconds["total"] = time.perf_counter() - t0
-    report = QuantReport(
-        model=str(model_path),
-        output=str(out),
-        precision=precision,
-        method=method,
-        num_calib=len(calib),
-        calib_dir=str(calib_dir),
-        activation_type=act,
-        weight_type=wt,
-        opset=default_opset(q),
-        layers=rows,
-        high_precision=high_precision if precision is Precision.MIXED else None,
-        budget=budget if precision is Precision.MIXED else None,
-        max_drop=max_drop if precision is Precision.MIXED else None,
-        raw_nmse=raw,
-        raw_nmse_int8=raw_int8,
-        num_probe_images=len(probe_images),
-        seconds={k: round(v, 2) for k, v in seconds.items()},
-        notes=notes,
+    stages.seconds["total"] = time.perf_counter() - t0
+    report = QuantReport.build(
+        model=str(model_path), output=str(out), precision=precision, method=method, num_calib=len(calib),
+        calib_dir=str(calib_dir), plan=plan, layers=layers, search=search, opset=default_opset(q),
+        high_precision=high_precision if mixed else None, budget=budget if mixed else None,
+        max_drop=max_drop if mixed else None, raw_nmse=raw, raw_nmse_int8=raw_int8,
+        num_probe_images=len(probe_images), seconds=stages.seconds, notes=_max_drop_notes(raw, max_drop),
+    )  # fmt: skip
+    # The quantizer's own metadata_props are not carried: the file keeps the float file's entries.
+    del q.metadata_props[:]
+    q.metadata_props.extend(model.metadata_props)
+    finalize(
+        q,
+        _quant_metadata(model, spec, plan, report),
+        out,
+        beside=lambda: fsio.write_text(report_path(out), report.to_json()),
     )
-    with fsio.atomic_path(out) as tmp_model:
-        onnx.save(q, str(tmp_model))
-        # Inside the model's context: a report that cannot be written (disk full, Ctrl-C) takes the
-        # model's temp file with it, so a model never appears without its report.
-        fsio.write_text(report_path(out), report.to_json())
     return report
-
-
-def _num_high(
-    order: list[int], probe: SensitivityProbe, n: int, budget: float | None, max_drop: float | None
-) -> int:
-    """How many of the most sensitive layers to promote: by budget, or the fewest meeting max_drop."""
-    if max_drop is None:
-        return max(1, math.floor((budget or 0.3) * n + 1e-9)) if n else 0
-    lo, hi = 0, n  # error(k) = probe error with the top-k promoted; assumed non-increasing in k
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if probe.error(order[mid:]) <= max_drop:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo

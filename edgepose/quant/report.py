@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from edgepose.quant.graph import Layer
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
+from edgepose.quant.plan import PrecisionPlan, activation_type_name, weight_type_name
+from edgepose.quant.search import MixedSearch
 from edgepose.spec import Precision
 
 
@@ -45,6 +49,58 @@ class QuantReport:
     num_probe_images: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        model: str,
+        output: str,
+        precision: Precision,
+        method: CalibMethod,
+        num_calib: int,
+        calib_dir: str,
+        plan: PrecisionPlan,
+        layers: Sequence[Layer],
+        search: MixedSearch | None,
+        opset: int,
+        high_precision: HighPrecision | None,
+        budget: float | None,
+        max_drop: float | None,
+        raw_nmse: float,
+        raw_nmse_int8: float | None,
+        num_probe_images: int,
+        seconds: dict[str, float],
+        notes: list[str],
+    ) -> QuantReport:
+        """The report of one quantize_model run: one row per layer of `layers` with its precision under
+        `plan` and, when `search` (--mixed) chose the plan, its score and rank; onnxruntime's type names
+        of the plan's default precision (from `plan.py`); seconds rounded to 10 ms."""
+        rank = {i: r + 1 for r, i in enumerate(search.order)} if search else {}
+        rows = [
+            LayerRow(la.name, la.op, plan.of(la.name), search.scores[i] if search else None, rank.get(i))
+            for i, la in enumerate(layers)
+        ]
+        return cls(
+            model=model,
+            output=output,
+            precision=precision,
+            method=method,
+            num_calib=num_calib,
+            calib_dir=calib_dir,
+            activation_type=activation_type_name(plan.default),
+            weight_type=weight_type_name(plan.default),
+            opset=opset,
+            layers=rows,
+            high_precision=high_precision,
+            budget=budget,
+            max_drop=max_drop,
+            raw_nmse=raw_nmse,
+            raw_nmse_int8=raw_nmse_int8,
+            num_probe_images=num_probe_images,
+            seconds={k: round(v, 2) for k, v in seconds.items()},
+            notes=notes,
+        )
 
     def high_precision_layers(self) -> list[str]:
         """Layers kept above 8 bits by the plan (--mixed), in graph order."""

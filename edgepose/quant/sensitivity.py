@@ -21,30 +21,21 @@ own error is ~256x below an 8-bit one's).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from edgepose.quant.graph import Layer, producers
+from edgepose.onnxkit.graph import producers
+from edgepose.quant.graph import Layer
+from edgepose.quant.options import Progress
+from edgepose.runtime.session import cpu_session
 from edgepose.spec import INPUT_NAME
 
 _P = "ep_sens/"
-
-
-def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """Deterministic single-session options; `threads` None -> OMP_NUM_THREADS, else onnxruntime's default."""
-    so = ort.SessionOptions()
-    if threads is None:
-        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 4  # a failed batched trial run is expected; it is retried image by image
-    return so
+STAGE = "sensitivity"  # the progress stage `SensitivityProbe.rank` reports
 
 
 def _dequantized_initializer(qdq: onnx.ModelProto, dq: onnx.NodeProto) -> np.ndarray:
@@ -130,7 +121,11 @@ def build_variant(
 
 
 class SensitivityProbe:
-    """Raw-output error vs float for any set of 8-bit layers (the rest float), on a few images."""
+    """Raw-output error vs float for any set of 8-bit layers (the rest float), on a few images.
+
+    The metric `search.search_mixed_plan` ranks layers by (`search.SensitivityMetric`). `threads`:
+    onnxruntime intra-op threads, None = its default (`runtime.session.session_options`).
+    """
 
     def __init__(
         self,
@@ -153,28 +148,28 @@ class SensitivityProbe:
             self.reference = self._run(body)
 
     def _run(self, model: onnx.ModelProto) -> list[list[np.ndarray]]:
-        so = session_options(self.threads)
+        # quiet: a failed batched trial run is expected; it is retried image by image
         if self.batched:
             free = onnx.ModelProto()
             free.CopyFrom(model)
             _free_batch(free)
-            sess = ort.InferenceSession(free.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            sess = cpu_session(free.SerializeToString(), self.threads, quiet=True)
             outs = sess.run(None, {INPUT_NAME: self.batch})
             return [[o[k : k + 1] for o in outs] for k in range(len(self.images))]
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess = cpu_session(model.SerializeToString(), self.threads, quiet=True)
         return [sess.run(None, {INPUT_NAME: x}) for x in self.images]
 
     def error(self, eight_bit: Sequence[int]) -> float:
         """Raw-output NMSE vs float when the layers at these indices read 8 bits."""
         return nmse(self._run(build_variant(self.body, self.layers, self.patches, eight_bit)), self.reference)
 
-    def rank(self, progress: Callable[[int, int], None] | None = None) -> list[float]:
-        """sens(L) for every layer (0 for a layer the 8-bit model left float)."""
+    def rank(self, progress: Progress | None = None) -> list[float]:
+        """sens(L) for every layer (0 for a layer the 8-bit model left float); reports stage STAGE."""
         out = []
         for i in range(len(self.layers)):
             out.append(self.error([i]) if self.quantized[i] else 0.0)
             if progress:
-                progress(i + 1, len(self.layers))
+                progress(STAGE, i + 1, len(self.layers))
         return out
 
 
@@ -199,8 +194,3 @@ def nmse(outputs: Sequence[Sequence[np.ndarray]], reference: Sequence[Sequence[n
         den = sum(float(np.sum(r[j].astype(np.float64) ** 2)) for r in reference)
         per_out.append(num / max(den, 1e-30))
     return float(np.mean(per_out))
-
-
-def order_by_sensitivity(scores: Sequence[float]) -> list[int]:
-    """Layer indices, most sensitive first; ties keep graph order (deterministic)."""
-    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))

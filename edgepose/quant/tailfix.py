@@ -11,7 +11,9 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from edgepose.quant.graph import QDQ_OPS, consumers, float_nodes, producers
+from edgepose.onnxkit.graph import consumers, producers
+from edgepose.onnxkit.ops import QDQ_OPS
+from edgepose.quant.graph import float_nodes
 from edgepose.spec import TAIL_PREFIX
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -51,6 +53,21 @@ def preprocess(image: np.ndarray, spec: PoseSpec, *, rgb: bool = False) -> tuple
     bgr = to_bgr(image, rgb=rgb)
     boxed, info = letterbox(bgr, spec.input_size, spec.letterbox_color)  # (H, W, 3) uint8
     chw = boxed[:, :, ::-1].transpose(2, 0, 1)[None]  # BGR HWC -> (1, 3, H, W) RGB
-    if spec.input_format is InputFormat.UINT8:
-        return np.ascontiguousarray(chw), info
-    return chw.astype(np.float32) / np.float32(255.0), info
+    return to_input(chw, spec.input_format), info
+
+
+def to_input(rgb: np.ndarray, input_format: InputFormat) -> np.ndarray:
+    """uint8 RGB (B, 3, H, W) -> the network's input tensor: uint8 as is, float32 / 255 in [0, 1]."""
+    if input_format is InputFormat.UINT8:
+        return np.ascontiguousarray(rgb)
+    return rgb.astype(np.float32) / np.float32(255.0)
+
+
+def preprocess_batch(
+    images: Sequence[np.ndarray], spec: PoseSpec, *, rgb: bool = False
+) -> tuple[np.ndarray, list[LetterboxInfo]]:
+    """`preprocess` of each image, stacked: the (B, 3, H, W) tensor and one mapping per image."""
+    if not images:
+        raise DataError("no images to preprocess; pass at least one image")
+    done = [preprocess(image, spec, rgb=rgb) for image in images]
+    return np.concatenate([t for t, _ in done]), [info for _, info in done]  # (B, 3, H, W)

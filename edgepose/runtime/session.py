@@ -55,16 +55,42 @@ def _providers(requested: list[str] | None) -> list[str]:
     return list(requested)
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
+def session_options(
+    threads: int | None = None, *, optimize: bool = True, quiet: bool = False
+) -> ort.SessionOptions:
+    """The one onnxruntime SessionOptions factory (runtime, quantization, export and import checks, bench).
+
+    `threads`: intra-op threads; None means onnxruntime's own default (one per physical core), for every
+    caller (OMP_NUM_THREADS is not consulted). Inter-op threads are 1: the sequential executor, which
+    every session here uses, never runs more. `optimize=False` turns graph optimization off (a
+    probe that must see the graph's own tensors). Log level: errors only, since the overridable-
+    initializer warning is expected by design; `quiet` silences errors too, for runs whose failure is
+    expected and handled.
+    """
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}; omit it to let onnxruntime decide")
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     if threads is not None:
         so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-    so.log_severity_level = 3  # errors only: the overridable-initializer warning is expected, by design
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 4 if quiet else 3
     return so
+
+
+def cpu_session(
+    model: bytes | str | os.PathLike[str],
+    threads: int | None = None,
+    *,
+    optimize: bool = True,
+    quiet: bool = False,
+) -> ort.InferenceSession:
+    """A CPU session on a serialized model (`ModelProto.SerializeToString()`) or a file, `session_options`."""
+    so = session_options(threads, optimize=optimize, quiet=quiet)
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def open_session(
@@ -93,12 +119,13 @@ def open_session(
             f"{path} cannot be loaded by onnxruntime {ort.__version__} ({reason}); "
             "re-export it with `edgepose export`"
         ) from exc
-    spec = read_spec(path, session.get_modelmeta().custom_metadata_map)
+    spec = load_runtime_spec(path, session.get_modelmeta().custom_metadata_map)
     io = check_io(path, session, spec)
     return session, spec, io
 
 
-def read_spec(path: Path, props: dict[str, str]) -> PoseSpec:
+def load_runtime_spec(path: Path, props: dict[str, str]) -> PoseSpec:
+    """The PoseSpec in `props` (the file's metadata) of a graph the runtime can run; one-line errors."""
     try:
         spec = PoseSpec.from_metadata(props)
     except KeyError as exc:

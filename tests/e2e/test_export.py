@@ -14,16 +14,12 @@ import torch
 
 from edgepose import __version__
 from edgepose.errors import ExportError
-from edgepose.export import onnxio
 from edgepose.export.reference import reference_detections
-from edgepose.export.verify import (
-    _with_candidate_outputs,
-    sample_images,
-    to_input,
-    torch_candidates,
-    verify_export,
-)
+from edgepose.export.selfcheck import sample_images
+from edgepose.export.verify import _with_candidate_outputs, torch_candidates, verify_export
 from edgepose.nms import nms
+from edgepose.onnxkit.model import spec_of
+from edgepose.runtime.preprocess import to_input
 from edgepose.spec import (
     DETECTIONS_NAME,
     INPUT_NAME,
@@ -62,7 +58,7 @@ def _session(path: Path) -> ort.InferenceSession:
 def _candidate_session(path: Path) -> tuple[PoseSpec, ort.InferenceSession]:
     """The graph with the tensors its NMS reads (boxes, scores, kpts) as extra outputs."""
     m = onnx.load(str(path))
-    return onnxio.read_spec(m), _session_from_model(_with_candidate_outputs(m))
+    return spec_of(m), _session_from_model(_with_candidate_outputs(m))
 
 
 def _parity(path: Path, model: torch.nn.Module, images: np.ndarray, conf: float) -> dict[str, float]:
@@ -137,7 +133,7 @@ def test_score_threshold_override_changes_count_as_reference(tiny_onnx: Path, mo
 
 def test_graph_contract_metadata_and_tail(tiny_onnx: Path) -> None:
     m = onnx.load(str(tiny_onnx))
-    spec = onnxio.read_spec(m)
+    spec = spec_of(m)
     assert spec == PoseSpec(
         name="edgepose-tiny",
         input_size=(128, 128),
@@ -217,7 +213,7 @@ def test_uint8_dynamic_batch_opset21_export_verifies_and_matches_float(
 
 def test_raw_graph_matches_pytorch_head(tiny_onnx_raw: Path, model: torch.nn.Module) -> None:
     m = onnx.load(str(tiny_onnx_raw))
-    spec = onnxio.read_spec(m)
+    spec = spec_of(m)
     assert spec.graph is GraphKind.RAW
     assert [o.name for o in m.graph.output] == ["raw_s8", "raw_s16", "raw_s32"]
     assert not any(n.name.startswith(TAIL_PREFIX) for n in m.graph.node) and len(m.graph.input) == 1
@@ -232,7 +228,7 @@ def test_raw_graph_matches_pytorch_head(tiny_onnx_raw: Path, model: torch.nn.Mod
 
 def test_verification_catches_a_wrong_graph(tiny_onnx: Path, model: torch.nn.Module) -> None:
     m = onnx.load(str(tiny_onnx))
-    spec = onnxio.read_spec(m)
+    spec = spec_of(m)
     for init in m.graph.initializer:
         if init.name == IOU_THR_NAME:  # bake a different IoU than the spec (and the reference) says
             init.CopyFrom(onnx.numpy_helper.from_array(np.array(0.9, np.float32), IOU_THR_NAME))

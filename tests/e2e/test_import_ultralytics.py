@@ -99,7 +99,7 @@ def export_toy(path: Path, size: int | tuple[int, int] = SIZE, dynamic: bool = F
     """torch.onnx.export (TorchScript exporter, opset 17), IR pinned for onnxruntime."""
     import torch
 
-    from edgepose.export.onnxio import pin_ir_version
+    from edgepose.onnxkit.model import pin_ir_version
 
     h, w = (size, size) if isinstance(size, int) else size
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}}
@@ -149,7 +149,7 @@ def run_both(src: Path, wrapped: Path, x: np.ndarray, **feeds: np.ndarray) -> tu
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path, object]]:
     """{'prob': (source, wrapped, report), 'logit': ...} at 128 px, batch 1."""
-    from edgepose.export.thirdparty import import_onnx
+    from edgepose.export.importer import import_onnx
 
     out = {}
     for kind in ("prob", "logit"):
@@ -203,13 +203,13 @@ def test_threshold_overrides_at_run_time(imported: dict) -> None:
 
 
 def test_metadata_and_graph_contract(imported: dict) -> None:
-    from edgepose.export.onnxio import read_spec
-    from edgepose.export.thirdparty import IMPORT_PREFIX
+    from edgepose.export.importer.graph import IMPORT_PREFIX
+    from edgepose.onnxkit.model import spec_of
     from edgepose.spec import COCO_KEYPOINTS, TAIL_PREFIX, GraphKind, Precision
 
     _, wrapped, rep = imported["logit"]
     m = onnx.load(str(wrapped))
-    spec = read_spec(m)
+    spec = spec_of(m)
     assert spec == rep.spec
     assert (spec.name, spec.input_size, spec.strides, spec.letterbox_color) == (
         "yolo-toy-pose",
@@ -256,7 +256,7 @@ def test_runtime_estimator_reads_the_import(imported: dict) -> None:
 
 def test_dynamic_source_needs_img_then_imports(tmp_path: Path) -> None:
     from edgepose.errors import ExportError
-    from edgepose.export.thirdparty import import_onnx
+    from edgepose.export.importer import import_onnx
 
     src = export_toy(tmp_path / "dyn.onnx", size=96, dynamic=True, k=4, vis_logit=True)
     with pytest.raises(ExportError, match=r"dynamic spatial size \(B, 3, height, width\).*--img"):
@@ -286,7 +286,7 @@ def test_quantize_8bit_and_mixed_then_bench(imported: dict, tmp_path: Path, synt
 
     from edgepose.bench.run import run_bench
     from edgepose.data.synth import render_sample
-    from edgepose.export.thirdparty import IMPORT_PREFIX
+    from edgepose.export.importer.graph import IMPORT_PREFIX
     from edgepose.quant.quantize import quantize_model
     from edgepose.spec import TAIL_PREFIX, Precision
 
@@ -345,7 +345,7 @@ def test_cli_from_onnx_writes_the_same_model_and_says_what_it_did(imported: dict
     from typer.testing import CliRunner
 
     from edgepose.cli import app
-    from edgepose.export.onnxio import read_spec
+    from edgepose.onnxkit.model import spec_of
 
     src, _, rep = imported["logit"]
     out = tmp_path / "cli.onnx"
@@ -360,4 +360,4 @@ def test_cli_from_onnx_writes_the_same_model_and_says_what_it_did(imported: dict
         r"match the NumPy reference decode \+ NMS; max diff box (\S+) px, keypoints (\S+) px", r.output
     )
     assert diffs is not None and max(float(diffs[1]), float(diffs[2])) <= 0.01
-    assert read_spec(onnx.load(str(out))) == rep.spec
+    assert spec_of(onnx.load(str(out))) == rep.spec

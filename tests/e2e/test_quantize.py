@@ -14,8 +14,9 @@ import pytest
 from onnx import TensorProto, numpy_helper
 from typer.testing import CliRunner
 
+from edgepose import defaults
 from edgepose.cli import app
-from edgepose.quant.graph import QUANT_METHOD_KEY, QUANT_PLAN_KEY, tail_inputs
+from edgepose.quant.graph import QUANT_METHOD_KEY, QUANT_PLAN_KEY, raw_head_outputs
 from edgepose.quant.options import HighPrecision
 from edgepose.quant.quantize import quantize_model, raw_outputs
 from edgepose.quant.sensitivity import nmse
@@ -120,7 +121,7 @@ def test_raw_output_error_orders_16_mixed_8(work: dict[str, Path]) -> None:
     spec = PoseSpec.from_metadata({p.key: p.value for p in onnx.load(str(work["float"])).metadata_props})
     images = CalibrationSet(work["calib"], spec).subset(6)
     f = onnx.load(str(work["float"]))
-    assert tail_inputs(f) == ["raw_s4", "raw_s8"]
+    assert raw_head_outputs(f) == ["raw_s4", "raw_s8"]
     ref = raw_outputs(f, images, threads=1)
     err = {
         k: nmse(raw_outputs(onnx.load(str(work[k])), images, threads=1), ref)
@@ -190,6 +191,24 @@ def test_max_drop_promotes_until_the_probe_error_fits(work: dict[str, Path]) -> 
         threads=1,
     )
     assert len(tight.high_precision_layers()) == 7
+
+
+def test_budget_default_is_read_from_defaults_and_the_file_is_finalized(
+    work: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(defaults, "MIXED_BUDGET", 0.5)
+    out = work["dir"] / "half.onnx"
+    rep = quantize_model(work["float"], work["calib"], out, precision=Precision.MIXED, threads=1)
+    assert rep.budget == 0.5 and len(rep.high_precision_layers()) == 3  # floor(0.5 * 7 layers)
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    assert (m.ir_version, m.producer_name) == (10, "edgepose")  # opset 21: 16-bit Q/DQ
+    keys = [p.key for p in m.metadata_props]
+    assert keys == sorted(keys) and QUANT_PLAN_KEY in keys
+    assert (
+        json.loads(dict((p.key, p.value) for p in m.metadata_props)[QUANT_PLAN_KEY])
+        == rep.high_precision_layers()
+    )
 
 
 def test_cli_writes_model_report_and_table(work: dict[str, Path]) -> None:
@@ -288,7 +307,7 @@ def test_real_export_keeps_head_outputs_and_tail_float(tiny_onnx: Path, tmp_path
         outs[p] = quantize_model(tiny_onnx, calib, out, precision=p, num_probe_images=2, threads=1)
         q = onnx.load(str(tmp_path / f"t.{p.value}.onnx"))
         prod = {o: n for n in q.graph.node for o in n.output}
-        for t in tail_inputs(q):  # walk back to the head conv: no Q/DQ on the way
+        for t in raw_head_outputs(q):  # walk back to the head conv: no Q/DQ on the way
             n = prod[t]
             while n.op_type not in LAYER_OPS:
                 assert n.op_type not in QDQ, (t, n.name)

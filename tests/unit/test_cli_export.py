@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgepose.cli import app
-from edgepose.export.onnxio import read_spec
+from edgepose.onnxkit.model import spec_of
 from edgepose.spec import GraphKind, InputFormat
 
 runner = CliRunner()
@@ -81,6 +81,6 @@ def test_raw_export_prints_summary_and_writes_metadata(lively_checkpoint: Path, 
     assert code == 0, text
     assert f"wrote {out}" in text and "raw graph, 96x96 uint8 input, opset 17, IR 8" in text
     assert "verified on 4 images at score thresholds 0.25, 0.001:" in text
-    spec = read_spec(onnx.load(str(out)))
+    spec = spec_of(onnx.load(str(out)))
     assert (spec.graph, spec.input_size, spec.input_format) == (GraphKind.RAW, (96, 96), InputFormat.UINT8)
     assert [p.name for p in tmp_path.iterdir()] == ["raw.onnx"]  # no temp file left beside it

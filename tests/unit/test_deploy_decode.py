@@ -1,4 +1,4 @@
-"""The end-to-end graph's decode (export.deploy.append_decode) against the training-time nn.decode.
+"""The end-to-end graph's decode (export.decode.append_decode) against the training-time nn.decode.
 
 The decode reads the head convs' outputs (B, A*C, H, W) and, after NMS, gathers each kept row's
 keypoints straight out of its level's conv output with flat index tables. Here every candidate of every
@@ -15,10 +15,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from edgepose.export.deploy import DecodeTables, append_decode
-from edgepose.export.onnxio import pin_ir_version
+from edgepose.export.decode import DecodeTables, append_decode
 from edgepose.export.tail import TailBuilder
 from edgepose.nn.decode import decode
+from edgepose.onnxkit.model import pin_ir_version
 from edgepose.spec import TAIL_PREFIX
 
 A, K = 3, 17

@@ -16,15 +16,16 @@ from typer.testing import CliRunner
 
 from edgepose.cli import app
 from edgepose.errors import ConfigError, ExportError, ModelFileError
-from edgepose.export.import_layout import (
+from edgepose.export.importer import import_onnx
+from edgepose.export.importer.layout import (
     EXPECTED,
-    KptConf,
     Probe,
     classify,
     probe,
     sigmoid_sources,
 )
-from edgepose.export.thirdparty import import_onnx, infer_strides, keypoint_meta
+from edgepose.export.importer.meta import infer_strides, keypoint_meta
+from edgepose.export.importer.options import KptConf
 from edgepose.spec import COCO_KEYPOINTS, COCO_SKELETON, PoseSpec
 
 SEED = 120
@@ -206,7 +207,7 @@ def test_import_needs_no_torch(tmp_path: Path) -> None:
         "    if name.split('.')[0] == 'torch': raise ImportError('torch blocked')\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = guard\n"
-        "from edgepose.export.thirdparty import import_onnx\n"
+        "from edgepose.export.importer import import_onnx\n"
         f"r = import_onnx({str(src)!r}, {str(tmp_path / 'out.onnx')!r})\n"
         "print(r.check.detections > 0, 'torch' in sys.modules)\n"
     )

@@ -10,8 +10,10 @@ import pytest
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
 from edgepose.errors import ModelFileError
-from edgepose.quant.graph import body_model, find_layers, load_float_model, tail_inputs, tail_nodes
-from edgepose.quant.plan import LayerPrecision, PrecisionPlan, quantize_static_args
+from edgepose.onnxkit.graph import tail_nodes
+from edgepose.quant.graph import body_model, find_layers, load_float_model, raw_head_outputs
+from edgepose.quant.options import LayerPrecision
+from edgepose.quant.plan import PrecisionPlan, quantize_static_args
 from edgepose.spec import TAIL_PREFIX, GraphKind, PoseSpec, Precision
 from tests.unit.test_quant_models import build_e2e_model
 
@@ -40,7 +42,7 @@ def test_graph_facts_come_from_the_graph(e2e_model: Path) -> None:
         "/h8/Conv",
     ]
     assert all(la.axis == 0 and len(la.activations) == 1 for la in layers)
-    assert tail_inputs(m) == ["raw_s4", "raw_s8"]
+    assert raw_head_outputs(m) == ["raw_s4", "raw_s8"]
     body = body_model(m)
     assert [o.name for o in body.graph.output] == ["raw_s4", "raw_s8"]
     assert not any(n.name.startswith(TAIL_PREFIX) for n in body.graph.node)

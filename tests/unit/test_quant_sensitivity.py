@@ -11,9 +11,11 @@ import pytest
 
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.graph import body_model, find_layers, load_float_model
-from edgepose.quant.plan import CalibMethod, PrecisionPlan
+from edgepose.quant.options import CalibMethod, LayerPrecision
+from edgepose.quant.plan import PrecisionPlan
 from edgepose.quant.quantize import _calibrate, _quantize
-from edgepose.quant.sensitivity import SensitivityProbe, nmse, order_by_sensitivity
+from edgepose.quant.search import order_by_sensitivity
+from edgepose.quant.sensitivity import SensitivityProbe, nmse
 from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
 
 
@@ -23,7 +25,7 @@ def _probe(model_path: Path, calib_dir: Path) -> SensitivityProbe:
     body = body_model(model)
     with tempfile.TemporaryDirectory() as tmp:
         cache = _calibrate(body, calib, CalibMethod.MINMAX, Path(tmp))
-        q8 = _quantize(model, PrecisionPlan.uniform_int8(), cache, CalibMethod.MINMAX, Path(tmp), "q8")
+        q8 = _quantize(model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "q8")
     return SensitivityProbe(body, q8, find_layers(model), calib.subset(4), threads=1)
 
 

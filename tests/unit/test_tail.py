@@ -9,10 +9,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgepose.errors import ExportError
-from edgepose.export.onnxio import pin_ir_version
 from edgepose.export.reference import reference_detections
-from edgepose.export.tail import append_nms_tail, tail_nodes
+from edgepose.export.tail import append_nms_tail
 from edgepose.nms import nms
+from edgepose.onnxkit.graph import tail_nodes
+from edgepose.onnxkit.model import pin_ir_version
 from edgepose.spec import (
     DETECTIONS_NAME,
     IOU_THR_NAME,

@@ -1,9 +1,10 @@
 """Self-check of an imported graph: its detections vs a NumPy decode + reference NMS of its own raw output.
 
 Torch-free. On a few synthetic scenes, at the baked score threshold and at the evaluation one (many
-candidates), the wrapped graph runs in onnxruntime with the source's raw output exposed; the NumPy
-decode of that raw output through `reference.reference_detections` must give the same detections (count,
-order) within PX_TOL px. This proves the adapter and the tail; the source network itself is not ours.
+candidates, defaults.EVAL.conf), the wrapped graph runs in onnxruntime with the source's raw output
+exposed; the NumPy decode of that raw output through `reference.reference_detections` must give the same
+detections (count, order) within PX_TOL px. This proves the adapter and the tail; the source network
+itself is not ours. Tolerances and sample scenes are the export check's (`export.selfcheck`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from edgepose import defaults
 from edgepose.errors import ExportError
-from edgepose.export.import_layout import KptConf, PoseLayout
+from edgepose.export.importer.layout import PoseLayout
+from edgepose.export.importer.options import KptConf
 from edgepose.export.reference import reference_detections
+from edgepose.export.selfcheck import PROB_TOL, PX_TOL, sample_images
+from edgepose.runtime.preprocess import to_input
+from edgepose.runtime.session import cpu_session
 from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, SCORE_THR_NAME, PoseSpec
 
-VERIFY_SEED = 105  # synthetic scenes; a seed no dataset role uses
 VERIFY_IMAGES = 2
-PX_TOL = 0.01  # boxes and keypoint x, y, network-input pixels
-PROB_TOL = 1e-4  # scores and keypoint confidences
-LOW_CONF = 0.001  # the evaluation setting
 
 
 @dataclass(frozen=True)
@@ -51,16 +53,9 @@ def decode_raw(raw: np.ndarray, lay: PoseLayout) -> tuple[np.ndarray, np.ndarray
     return boxes, scores, kpts.reshape(b, n, -1)  # (B, N, 3K)
 
 
-def sample_inputs(n: int, size: tuple[int, int], batch: int) -> list[np.ndarray]:
-    """`n` synthetic scenes as float RGB [0, 1] input tensors of `batch` images each (B, 3, H, W)."""
-    from edgepose.data.synth import render_sample
-    from edgepose.letterbox import letterbox
-
-    images = []
-    for i in range(n * batch):
-        boxed, _ = letterbox(render_sample(VERIFY_SEED, i, max(size)).image, size)  # (H, W, 3) BGR
-        images.append(boxed[:, :, ::-1].transpose(2, 0, 1))  # (3, H, W) RGB
-    x = np.stack(images).astype(np.float32) / np.float32(255.0)  # (n * batch, 3, H, W)
+def sample_inputs(n: int, spec: PoseSpec, batch: int) -> list[np.ndarray]:
+    """`n` input tensors of `batch` synthetic scenes each (B, 3, H, W), in the graph's input format."""
+    x = to_input(sample_images(n * batch, spec.input_size), spec.input_format)  # (n * batch, 3, H, W)
     return [x[i * batch : (i + 1) * batch] for i in range(n)]
 
 
@@ -68,16 +63,12 @@ def verify_import(
     graph: onnx.ModelProto, raw_name: str, spec: PoseSpec, lay: PoseLayout, batch: int
 ) -> ImportCheck:
     """Run the checks in the module docstring; ExportError when the graph disagrees with the reference."""
-    import onnxruntime as ort
-
     m = onnx.ModelProto()
     m.CopyFrom(graph)
     m.graph.output.append(onnx.helper.make_empty_tensor_value_info(raw_name))
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    thresholds = (spec.conf_threshold, LOW_CONF)
-    inputs = sample_inputs(VERIFY_IMAGES, spec.input_size, batch)
+    sess = cpu_session(m.SerializeToString())
+    thresholds = (spec.conf_threshold, defaults.EVAL.conf)
+    inputs = sample_inputs(VERIFY_IMAGES, spec, batch)
     count, box_diff, kpt_diff = 0, 0.0, 0.0
     for x in inputs:
         for thr in thresholds:

@@ -1,4 +1,4 @@
-"""Graph surgery for `import_onnx`: load, normalise the input, and append the adapter to the NMS tail.
+"""Graph surgery for the import: load, normalise the input, and append the adapter to the NMS tail.
 
 Torch-free (onnx, numpy). Every node added here is named under IMPORT_PREFIX (inside spec.TAIL_PREFIX),
 so quantization keeps the adapter float like the rest of the tail.
@@ -12,8 +12,9 @@ import numpy as np
 import onnx
 
 from edgepose.errors import ExportError, ModelFileError
-from edgepose.export.import_layout import PoseLayout, declared_shape, graph_inputs
+from edgepose.export.importer.layout import PoseLayout
 from edgepose.export.tail import KptDecoder, TailBuilder
+from edgepose.onnxkit.graph import declared_shape, graph_inputs
 from edgepose.spec import (
     DETECTIONS_NAME,
     INPUT_NAME,

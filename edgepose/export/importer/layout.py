@@ -22,7 +22,10 @@ import numpy as np
 import onnx
 
 from edgepose.errors import ExportError, ModelFileError
-from edgepose.export.import_options import KptConf, Layout
+from edgepose.export.importer.options import KptConf, Layout
+from edgepose.onnxkit.graph import declared_shape, graph_inputs, producers
+from edgepose.onnxkit.ops import QUANTIZED_OPS
+from edgepose.runtime.session import cpu_session
 from edgepose.spec import METADATA_PREFIX
 
 EXPECTED = "(B, 4 + 1 + 3K, N)"
@@ -46,36 +49,10 @@ _MOVEMENT_OPS = frozenset(
         "Expand",
     }
 )
-# Any of these means the graph is quantized already (QDQ, QOperator or dynamic quantization).
-_QUANTIZED_OPS = frozenset(
-    {
-        "QuantizeLinear",
-        "DequantizeLinear",
-        "QLinearConv",
-        "QLinearMatMul",
-        "ConvInteger",
-        "MatMulInteger",
-        "DynamicQuantizeLinear",
-        "QLinearAdd",
-        "QLinearMul",
-    }
-)
 
 
 def fmt_shape(dims: list[int | str] | tuple[int | str, ...]) -> str:
     return "(" + ", ".join(str(d) for d in dims) + ")"
-
-
-def declared_shape(vi: onnx.ValueInfoProto) -> list[int | str]:
-    """Declared dims: an int when static, the dim_param (or '?') when dynamic."""
-    dims = vi.type.tensor_type.shape.dim
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
-
-
-def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    """Inputs that are not initializers (what a caller feeds)."""
-    inits = {t.name for t in model.graph.initializer}
-    return [i for i in model.graph.input if i.name not in inits]
 
 
 def reject_static(model: onnx.ModelProto, src: str) -> None:
@@ -85,7 +62,7 @@ def reject_static(model: onnx.ModelProto, src: str) -> None:
             f"{src} is already an edgepose model (it has {METADATA_PREFIX}* metadata); use it as it is "
             "(`edgepose predict`, `quantize`, `bench`) instead of importing it again"
         )
-    quantized = sorted({n.op_type for n in model.graph.node} & _QUANTIZED_OPS)
+    quantized = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
     if quantized:
         raise ModelFileError(
             f"{src} is already quantized (it has {quantized[0]} nodes); import the float model, then run "
@@ -151,7 +128,7 @@ def _reject_end2end(shape: list[int | str] | tuple[int, ...], src: str) -> None:
 
 def sigmoid_sources(model: onnx.ModelProto, output: str) -> list[str]:
     """Outputs of the Sigmoid nodes that reach `output` through data-movement ops only."""
-    prod = {o: n for n in model.graph.node for o in n.output if o}
+    prod = producers(model.graph)
     found: list[str] = []
     seen: set[str] = set()
     stack = [output]
@@ -186,20 +163,15 @@ class Probe:
 
 def probe(model: onnx.ModelProto, input_shape: tuple[int, int, int, int]) -> Probe:
     """Run `model` (one input, one output) in onnxruntime and find its post-sigmoid channels."""
-    import onnxruntime as ort
-
     out_name = model.graph.output[0].name
     sig = sigmoid_sources(model, out_name)
     m = onnx.ModelProto()
     m.CopyFrom(model)
     have = {o.name for o in m.graph.output}
     m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(s) for s in sig if s not in have)
-    so = ort.SessionOptions()
-    # No fusion: the exposed Sigmoid values must be the very ones that flow into the output.
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        # No fusion: the exposed Sigmoid values must be the very ones that flow into the output.
+        sess = cpu_session(m.SerializeToString(), optimize=False)
         x = np.random.default_rng(PROBE_SEED).random(input_shape, dtype=np.float32)  # (B, 3, H, W)
         res = sess.run([out_name, *sig], {graph_inputs(model)[0].name: x})
     except Exception as exc:  # onnxruntime raises its own pybind classes, not a common base

@@ -1,4 +1,4 @@
-"""Closed option sets of `edgepose export --from-onnx`; stdlib only, so the CLI offers them without onnx."""
+"""Closed option sets of the import (`export --from-onnx`); stdlib only: the CLI offers them without onnx."""
 
 from __future__ import annotations
 
