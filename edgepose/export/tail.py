@@ -188,7 +188,15 @@ def _scatter_padded(
     onehot = b.node(
         "Cast", [b.node("Equal", [img, images], "onehot_bool")], "onehot", to=TensorProto.INT64
     )  # (M, B)
-    b.node("ReduceSum", [onehot, ax.ax0], "num_detections", out=NUM_DETS_NAME, keepdims=0)  # (B,)
+    # A zero row first: onnxruntime < 1.17 cannot ReduceSum over an empty axis (M = 0, a frame with
+    # nobody in it), so the reduced axis always holds at least that row.
+    zero_row = b.node(
+        "Mul",
+        [b.node("Unsqueeze", [images, ax.ax0], "images_row"), b.const("zero_i", np.array(0, np.int64))],
+        "zero_row",
+    )  # (1, B)
+    counted = b.node("Concat", [zero_row, onehot], "onehot_padded", axis=0)  # (M + 1, B)
+    b.node("ReduceSum", [counted, ax.ax0], "num_detections", out=NUM_DETS_NAME, keepdims=0)  # (B,)
     # Slot of row i within its image = number of earlier rows of the same image.
     earlier = b.node("CumSum", [onehot, b.const("zero_axis", np.array(0, np.int64))], "earlier", exclusive=1)
     slot = b.node(

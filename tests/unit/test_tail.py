@@ -178,3 +178,27 @@ def test_reference_nms_semantics_on_hand_made_boxes() -> None:
     assert nms(boxes, scores, 0.9).tolist() == [4, 0, 1, 3]
     assert nms(boxes, scores, 0.5, score_thr=0.9).tolist() == [4]  # strict: 0.9 itself is dropped
     assert nms(boxes, scores, 0.5, max_det=2).tolist() == [4, 0]
+
+
+@pytest.mark.parametrize("batch", [2, "B"])
+def test_count_never_reduces_an_empty_axis(batch: int | str) -> None:
+    # onnxruntime < 1.17 fails a ReduceSum over an empty axis; on a frame with nobody in it the kept
+    # rows are empty, so the count sums a zero row plus the kept rows (M + 1 >= 1). Checked on
+    # onnxruntime 1.15.1 and 1.16.3 with scripts/check_ort_compat.py.
+    model = append_nms_tail(
+        _candidates_graph(batch), boxes="boxes_out", scores="scores_out", kpts="kpts_out",
+        num_keypoints=K, max_det=50, conf=0.3, iou=0.5,
+    )  # fmt: skip
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    count = made_by[NUM_DETS_NAME]
+    assert count.op_type == "ReduceSum"
+    padded = made_by[count.input[0]]
+    assert padded.op_type == "Concat" and made_by[padded.input[0]].op_type == "Mul"  # the zero row first
+    sess = _tail_session(batch)
+    b = 2
+    dets, counts = sess.run(
+        [DETECTIONS_NAME, NUM_DETS_NAME],
+        {"boxes": np.zeros((b, N, 4), np.float32), "scores": np.zeros((b, N), np.float32),
+         "kpts": np.zeros((b, N, 3 * K), np.float32)},
+    )  # fmt: skip
+    assert counts.shape == (b,) and counts.tolist() == [0, 0] and not dets.any()
