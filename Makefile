@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP_COMPILE = $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: setup demo test lint lock lock-upgrade wheel clean
+.PHONY: setup demo test test-fast lint lock lock-upgrade wheel clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: setup
 ## The whole test suite (CI runs exactly this).
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+## The fast loop while editing: everything but tests/e2e/ (the `e2e` marker), about half a minute.
+test-fast: setup
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not e2e"
 
 lint: setup
 	$(VENV)/bin/ruff check edgepose tests scripts

@@ -20,7 +20,7 @@ from edgepose.quant.options import HighPrecision
 from edgepose.quant.quantize import quantize_model, raw_outputs
 from edgepose.quant.sensitivity import nmse
 from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, TAIL_PREFIX, PoseSpec, Precision
-from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
+from tests.helpers.quant_models import build_e2e_model, make_calib_dir
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 runner = CliRunner()

@@ -14,7 +14,7 @@ from edgepose.quant.graph import body_model, find_layers, load_float_model
 from edgepose.quant.plan import CalibMethod, PrecisionPlan
 from edgepose.quant.quantize import _calibrate, _quantize
 from edgepose.quant.sensitivity import SensitivityProbe, nmse, order_by_sensitivity
-from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
+from tests.helpers.quant_models import build_e2e_model, make_calib_dir
 
 
 def _probe(model_path: Path, calib_dir: Path) -> SensitivityProbe:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edgepose.runtime import PoseEstimator
-from tests.unit._runtime_onnx import build_model
+from tests.helpers.runtime_onnx import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from edgepose.cli import app
-from tests.unit.test_cli_data import assert_one_line_error
+from tests.helpers.errors import assert_one_line_error
 
 torch.set_num_threads(1)
 runner = CliRunner()
