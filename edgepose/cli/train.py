@@ -183,7 +183,7 @@ def train(
         )
     else:
         if config is None and init_from is None:
-            raise ConfigError("no model given; pass --config models/edgepose-n.yaml (or --init-from CKPT)")
+            raise ConfigError("no model given; pass --config edgepose-n (or --init-from CKPT)")
         cfg = resolve_config(config) if config is not None else load_checkpoint(init_from).cfg  # type: ignore[arg-type]
         if activation is not None:
             choices = [a.value for a in Activation]

@@ -90,3 +90,16 @@ def test_predict_command_without_torch_or_onnx(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert len(preds) == 3 and (tmp_path / "out" / "img.png").is_file()
+
+
+def test_model_configs_load_without_torch(tmp_path: Path) -> None:
+    proc = run_blocked(
+        """
+        from edgepose.nn import resolve_config
+        from edgepose.nn.config import available_configs
+        print(resolve_config("edgepose-n").name, len(available_configs()))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["edgepose-n", "9"]

@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from edgepose.cli import app
+from edgepose.nn.config import registry_file
 from tests.helpers.errors import assert_one_line_error
 
 torch.set_num_threads(1)
@@ -23,7 +24,7 @@ def _train(*args: str) -> object:
 
 
 def test_unknown_config_key_suggests_the_right_one(synth_dataset: Path, tmp_path: Path) -> None:
-    text = Path("models/edgepose-tiny.yaml").read_text().replace("width_multiple", "widht_multiple")
+    text = registry_file("edgepose-tiny").read_text().replace("width_multiple", "widht_multiple")
     (tmp_path / "typo.yaml").write_text(text)
     out = tmp_path / "run"
     args = ["--config", str(tmp_path / "typo.yaml"), "--data", str(synth_dataset), "--out", str(out)]
