@@ -22,15 +22,14 @@ from edgepose.train import ddp
 from edgepose.train.ema import ModelEMA, unwrap
 from edgepose.train.evaluate import evaluate_model
 from edgepose.train.loss import LOSS_NAMES, PoseLoss
+from edgepose.train.optim import make_optimizer, set_lr
 from edgepose.train.options import (
     OptimizerKind,
     TrainCallbacks,
     TrainOptions,
     check_options,
     check_people,
-    make_optimizer,
     options_to_dict,
-    set_lr,
 )
 
 __all__ = [

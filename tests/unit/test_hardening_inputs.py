@@ -198,6 +198,7 @@ USAGE = [
     ("export --weights {ckpt} --out {out}/m.onnx --conf abc", ("Invalid value for '--conf'", "Input should be a valid number", "(got 'abc')", "see `edgepose export --help`")),
     ("export --weights {ckpt} --out {out}/m.onnx --opset=17.5", ("Invalid value for '--opset'", "Input should be a valid integer", "(got '17.5')")),
     ("quantize {e2e} --calib {calib} --bits 8 --method foo", ("Invalid value for '--method'", "'foo' is not one of 'minmax'", "see `edgepose quantize --help`")),
+    ("train --data {ds} --out {out}/t --config edgepose-tiny --activation gelu", ("Invalid value for '--activation'", "'gelu' is not one of 'relu', 'relu6', 'silu'", "see `edgepose train --help`")),
     ("data convert {ds} {out}/c --to xml", ("Invalid value for '--to'", "'xml' is not one of 'coco', 'yolo'", "see `edgepose data convert --help`")),
     ("export --weights {ckpt} --out {out}/m.onnx --bogus", ("No such option: --bogus", "see `edgepose export --help`")),
     ("quantize {e2e} --bits 8", ("Missing option '--calib'", "see `edgepose quantize --help`")),
