@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgepose.cli import app
+from edgepose.cli._app import app
 from edgepose.cli._common import console, handle_errors, warn
 from edgepose.errors import ConfigError
 from edgepose.export.import_options import KptConf, Layout

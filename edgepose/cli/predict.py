@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgepose.cli import app
+from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors, warn
 
 if TYPE_CHECKING:

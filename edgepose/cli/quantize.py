@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgepose.cli import app
+from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors
 from edgepose.errors import ConfigError
 from edgepose.quant.options import CalibMethod, HighPrecision

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgepose.cli import app
+from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors
 from edgepose.nn.config import Activation
 from edgepose.train.options import AugmentConfig, LossWeights, OptimizerKind, TrainOptions

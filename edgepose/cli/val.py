@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edgepose.cli import app
+from edgepose.cli._app import app
 from edgepose.cli._common import console, handle_errors
 from edgepose.errors import ConfigError, DataError
 
