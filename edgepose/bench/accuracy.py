@@ -21,9 +21,6 @@ from edgepose.runtime.sources import read_image
 # COCOeval scores keypoints with maxDets=[20] and drops the rest per image: keeping only the 20 best
 # detections of each image gives identical metrics and bounds the memory per image.
 COCO_KPT_MAX_DETS = 20
-# The COCO evaluation setting: a low score threshold and max_det 100 so that AP sees the whole
-# precision-recall curve (the deployment setting, 0.25 / 0.45, would cut it and understate AP).
-EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.65, 100
 ANNOTATIONS_FILE = "annotations.json"
 
 Progress = Callable[[int, int], None]  # (done, total)

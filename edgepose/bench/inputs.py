@@ -8,16 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET
 from edgepose.bench.cache import BenchCache, file_digest, make_key
+from edgepose.defaults import DEFAULT_OPSET, EVAL, MIXED_BUDGET
 from edgepose.errors import ModelFileError
 from edgepose.spec import Precision
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Warn = Callable[[str], None]
 ONNX_SUFFIX = ".onnx"
-# Quantization options bench uses (the `edgepose quantize` defaults); part of every cache key.
-QUANT_BUDGET = 0.3
 
 
 class SourceKind(str, enum.Enum):
@@ -79,7 +77,6 @@ def prepare_checkpoint(
 ) -> list[Candidate]:
     """Export `model` (evaluation thresholds) and quantize the requested variants, reusing cached files."""
     from edgepose.export import export_model  # torch: only a checkpoint input needs it
-    from edgepose.export.exporter import DEFAULT_OPSET
 
     stem = model.path.stem
 
@@ -88,12 +85,12 @@ def prepare_checkpoint(
             progress(stage, done, total)
 
     export_opts = {"step": "export", "checkpoint": model.digest, "opset": DEFAULT_OPSET,
-                   "conf": EVAL_CONF, "iou": EVAL_IOU, "max_det": EVAL_MAX_DET}  # fmt: skip
+                   "conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det}  # fmt: skip
     float_key = make_key(export_opts)
 
     def export(out: Path) -> None:
         tick(f"export {stem}", 0, 1)
-        export_model(model.path, out, opset=DEFAULT_OPSET, conf=EVAL_CONF, iou=EVAL_IOU, max_det=EVAL_MAX_DET)
+        export_model(model.path, out, opset=DEFAULT_OPSET, conf=EVAL.conf, iou=EVAL.iou, max_det=EVAL.max_det)
         tick(f"export {stem}", 1, 1)
 
     float_path, float_cached = cache.get_or_make(f"{stem}-float", float_key, export)
@@ -109,15 +106,16 @@ def prepare_checkpoint(
     from edgepose.quant.quantize import quantize_model
 
     images = select_images(find_images(calib), num_calib)  # fails early, one line, on a bad --calib
+    # The `edgepose quantize` defaults; every option is part of the cache key.
     for variant in quantized:
         opts = {"step": "quantize", "float": float_key, "precision": variant.value, "num_calib": len(images),
-                "method": CalibMethod.MINMAX.value, "budget": QUANT_BUDGET,
+                "method": CalibMethod.MINMAX.value, "budget": MIXED_BUDGET,
                 "high_precision": HighPrecision.INT16.value}  # fmt: skip
         key = make_key(opts, images)
 
         def quantize(out_path: Path, variant: Precision = variant) -> None:
             quantize_model(
-                float_path, calib, out_path, precision=variant, num_calib=len(images), budget=QUANT_BUDGET,
+                float_path, calib, out_path, precision=variant, num_calib=len(images), budget=MIXED_BUDGET,
                 high_precision=HighPrecision.INT16, method=CalibMethod.MINMAX, threads=threads,
                 progress=lambda stage, d, n: tick(f"{stem} {variant.value}: {stage}", d, n),
             )  # fmt: skip

@@ -11,21 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgepose import __version__, fsio
-from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, Accuracy, ValSet, evaluate, load_val
+from edgepose.bench.accuracy import Accuracy, ValSet, evaluate, load_val
 from edgepose.bench.cache import DEFAULT_CACHE_DIR, BenchCache
 from edgepose.bench.inputs import Candidate, SourceKind, prepare_checkpoint, resolve_inputs
 from edgepose.bench.kernels import count_layers, optimized_kernels, read_nodes
-from edgepose.bench.latency import (
-    DEFAULT_RUNS,
-    DEFAULT_WARMUP,
-    DEPLOY_CONF,
-    DEPLOY_IOU,
-    Latency,
-    measure_latencies,
-)
+from edgepose.bench.latency import Latency, measure_latencies
 from edgepose.bench.report import write_reports
 from edgepose.bench.result import BenchResult, BenchRow, fill_delta_ap
 from edgepose.bench.variants import ALL_VARIANTS
+from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 from edgepose.errors import ConfigError, ModelFileError
 from edgepose.spec import METADATA_PREFIX, SCORE_THR_NAME, PoseSpec, Precision
 
@@ -34,7 +28,6 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Warn = Callable[[str], None]
-DEFAULT_THREADS = 2
 QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"  # spelled in edgepose.quant.graph, which needs onnx
 QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"
 
@@ -69,13 +62,13 @@ def _evaluate(
             f"{cand.path}: metadata says {spec.precision.value}, expected {cand.variant.value}; delete "
             "the file (the bench cache is safe to delete) and run again"
         )
-    if not est.supports_override(SCORE_THR_NAME) and spec.conf_threshold > EVAL_CONF:
+    if not est.supports_override(SCORE_THR_NAME) and spec.conf_threshold > EVAL.conf:
         warn(
             f"{label}: the graph has no {SCORE_THR_NAME} input; evaluated at its baked-in score threshold "
-            f"{spec.conf_threshold:g}, which understates AP (re-export with --conf {EVAL_CONF})"
+            f"{spec.conf_threshold:g}, which understates AP (re-export with --conf {EVAL.conf})"
         )
     stage = f"evaluate {label} {spec.precision.value}"
-    acc = evaluate(est, val, conf=EVAL_CONF, iou=EVAL_IOU, max_det=min(EVAL_MAX_DET, spec.max_det),
+    acc = evaluate(est, val, conf=EVAL.conf, iou=EVAL.iou, max_det=min(EVAL.max_det, spec.max_det),
                    progress=(lambda d, n: progress(stage, d, n)) if progress else None)  # fmt: skip
     return est, acc
 
@@ -97,11 +90,11 @@ def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threa
 
 
 def check_options(
-    *, threads: int, runs: int, num_images: int | None, num_calib: int | None, warmup: int = DEFAULT_WARMUP
+    *, threads: int, runs: int, num_images: int | None, num_calib: int | None, warmup: int = BENCH_WARMUP
 ) -> None:
     """The numeric options, checked before anything slow runs."""
     if warmup < 0:
-        raise ConfigError(f"--warmup must be >= 0, got {warmup}; use e.g. --warmup {DEFAULT_WARMUP}")
+        raise ConfigError(f"--warmup must be >= 0, got {warmup}; use e.g. --warmup {BENCH_WARMUP}")
     checks = (("--threads", threads, 2), ("--runs", runs, 50), ("--num-images", num_images, 200),
               ("--num-calib", num_calib, 100))  # fmt: skip
     for opt, value, example in checks:
@@ -127,9 +120,9 @@ def run_bench(
     variants: Sequence[Precision] = ALL_VARIANTS,
     calib: str | os.PathLike[str] | None = None,
     num_calib: int | None = None,
-    threads: int = DEFAULT_THREADS,
-    runs: int = DEFAULT_RUNS,
-    warmup: int = DEFAULT_WARMUP,
+    threads: int = BENCH_THREADS,
+    runs: int = BENCH_RUNS,
+    warmup: int = BENCH_WARMUP,
     num_images: int | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
@@ -190,8 +183,8 @@ def run_bench(
         image,
         runs=runs,
         warmup=warmup,
-        conf=DEPLOY_CONF,
-        iou=DEPLOY_IOU,
+        conf=DEPLOY.conf,  # latency at the deployment setting (what a board runs)
+        iou=DEPLOY.iou,
         progress=(lambda d, n: progress(stage, d, n)) if progress else None,
     )
     rows: list[BenchRow] = []
@@ -213,8 +206,8 @@ def run_bench(
 
     settings: dict[str, object] = {
         "data": str(val.source), "num_images": len(val), "threads": threads, "runs": runs, "warmup": warmup,
-        "batch": 1, "eval_setting": {"conf": EVAL_CONF, "iou": EVAL_IOU, "max_det": EVAL_MAX_DET},
-        "latency_setting": {"conf": DEPLOY_CONF, "iou": DEPLOY_IOU},
+        "batch": 1, "eval_setting": {"conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det},
+        "latency_setting": {"conf": DEPLOY.conf, "iou": DEPLOY.iou},
         "variants": [v.value for v in variants], "calib": str(calib) if calib else None,
         "num_calib": num_calib, "cache_dir": str(cache.root), "ap_scale": "fraction in [0, 1]",
         "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {platform.platform(terse=True)}",

@@ -9,6 +9,7 @@ import typer
 
 from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors, warn
+from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 
 
 @app.command()
@@ -45,10 +46,13 @@ def bench(
     num_calib: Annotated[
         int | None, typer.Option("--num-calib", help="Calibration images to use (default: all, at most 500).")
     ] = None,
-    threads: Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads.")] = 2,
-    runs: Annotated[int, typer.Option("--runs", help="Timed runs per model (after the warm-up runs).")] = 50,
+    threads: Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads.")] = BENCH_THREADS,
+    runs: Annotated[
+        int, typer.Option("--runs", help="Timed runs per model (after the warm-up runs).")
+    ] = BENCH_RUNS,
     warmup: Annotated[
-        int | None, typer.Option("--warmup", help="Untimed warm-up runs per model (default: 5).")
+        int | None,
+        typer.Option("--warmup", help=f"Untimed warm-up runs per model (default: {BENCH_WARMUP})."),
     ] = None,
     num_images: Annotated[
         int | None,
@@ -71,8 +75,6 @@ def bench(
     from rich.table import Table
 
     from edgepose.bench import defaults
-    from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET
-    from edgepose.bench.latency import DEPLOY_CONF
     from edgepose.bench.report import settings_lines
     from edgepose.bench.result import COLUMNS
     from edgepose.bench.run import check_options, run_bench
@@ -104,8 +106,8 @@ def bench(
             data = defaults.default_val(cache_dir, n, lambda d, t: progress("synthesize val set", d, t))
         if any(p.suffix.lower() != ".onnx" for p in paths):
             bar.console.print(
-                f"checkpoints are exported with the COCO evaluation thresholds (score {EVAL_CONF}, IoU "
-                f"{EVAL_IOU}, max {EVAL_MAX_DET} detections); latency is timed at score {DEPLOY_CONF}",
+                f"checkpoints are exported with the COCO evaluation thresholds (score {EVAL.conf}, IoU "
+                f"{EVAL.iou}, max {EVAL.max_det} detections); latency is timed at score {DEPLOY.conf}",
                 highlight=False,
                 soft_wrap=True,
             )

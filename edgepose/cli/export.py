@@ -9,13 +9,14 @@ import typer
 
 from edgepose.cli._app import app
 from edgepose.cli._common import console, handle_errors, warn
+from edgepose.defaults import DEFAULT_OPSET, DEPLOY, EVAL
 from edgepose.errors import ConfigError
 from edgepose.export.import_options import KptConf, Layout
 from edgepose.spec import InputFormat
 
 _HELP_CONF = (
-    "Baked score threshold (0.25 deploys; use 0.001 for COCO evaluation). Overridable at run time via the "
-    "'score_threshold' input."
+    f"Baked score threshold ({DEPLOY.conf} deploys; use {EVAL.conf} for COCO evaluation). Overridable at "
+    "run time via the 'score_threshold' input."
 )
 
 
@@ -51,21 +52,21 @@ def export(
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output .onnx file.")] = Path("model.onnx"),
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = 17,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = DEFAULT_OPSET,
     batch: Annotated[int, typer.Option("--batch", help="Static batch size.")] = 1,
     dynamic_batch: Annotated[
         bool, typer.Option("--dynamic-batch", help="Batch size chosen at run time.")
     ] = False,
-    conf: Annotated[float, typer.Option("--conf", help=_HELP_CONF)] = 0.25,
+    conf: Annotated[float, typer.Option("--conf", help=_HELP_CONF)] = DEPLOY.conf,
     iou: Annotated[
         float, typer.Option("--iou", help="Baked NMS IoU threshold (input 'iou_threshold').")
-    ] = 0.45,
+    ] = DEPLOY.iou,
     max_det: Annotated[
         int,
         typer.Option(
             "--max-det", help="Detections per image: fixes the output shape (input 'max_detections')."
         ),
-    ] = 100,
+    ] = DEPLOY.max_det,
     input_format: Annotated[
         InputFormat, typer.Option("--input-format", help="float: RGB in [0, 1]; uint8: raw RGB 0-255.")
     ] = InputFormat.FLOAT,
@@ -87,7 +88,7 @@ def export(
         raise ConfigError("pass exactly one of --weights CKPT or --from-onnx MODEL.onnx")
     if from_onnx is not None:
         only_weights = {
-            "--opset": opset != 17, "--batch": batch != 1, "--dynamic-batch": dynamic_batch,
+            "--opset": opset != DEFAULT_OPSET, "--batch": batch != 1, "--dynamic-batch": dynamic_batch,
             "--input-format": input_format is not InputFormat.FLOAT, "--no-nms": no_nms,
         }  # fmt: skip
         given = [o for o, on in only_weights.items() if on]

@@ -9,6 +9,7 @@ import typer
 
 from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors
+from edgepose.defaults import MIXED_BUDGET
 from edgepose.errors import ConfigError
 from edgepose.quant.options import CalibMethod, HighPrecision
 
@@ -28,7 +29,8 @@ def quantize(
         bool, typer.Option("--mixed", help="Keep the most 8-bit-sensitive layers at high precision.")
     ] = False,
     budget: Annotated[
-        float | None, typer.Option("--budget", help="--mixed: fraction of layers kept high (default 0.3).")
+        float | None,
+        typer.Option("--budget", help=f"--mixed: fraction of layers kept high (default {MIXED_BUDGET})."),
     ] = None,
     max_drop: Annotated[
         float | None,
@@ -76,7 +78,7 @@ def quantize(
             out,
             precision=precision,
             num_calib=num_calib,
-            budget=0.3 if budget is None else budget,
+            budget=MIXED_BUDGET if budget is None else budget,
             max_drop=max_drop,
             high_precision=high_precision,
             method=method,

@@ -11,15 +11,13 @@ import numpy as np
 import torch
 
 from edgepose.data.types import ImageRecord, PoseDataset
+from edgepose.defaults import EVAL, LETTERBOX_COLOR
 from edgepose.letterbox import letterbox
 from edgepose.nms import nms  # greedy NMS with onnxruntime's rules; no torchvision here
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
 from edgepose.train.dataset import read_rgb
 
-VAL_CONF = 0.001  # COCO AP integrates over the whole score range: keep low-score detections
-VAL_IOU = 0.65
-MAX_DET = 100
 PRE_NMS_TOPK = 1000  # bounds the greedy NMS below on an untrained model that scores everything
 
 
@@ -27,9 +25,9 @@ def postprocess(
     boxes: np.ndarray,
     scores: np.ndarray,
     kpts: np.ndarray,
-    conf_thr: float = VAL_CONF,
-    iou_thr: float = VAL_IOU,
-    max_det: int = MAX_DET,
+    conf_thr: float = EVAL.conf,
+    iou_thr: float = EVAL.iou,
+    max_det: int = EVAL.max_det,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's decoded candidates (N, 4), (N,), (N, K, 3) -> kept detections, best first."""
     idx = np.nonzero(scores > conf_thr)[0]
@@ -61,9 +59,9 @@ def predict_coco(
     size: int,
     *,
     batch: int = 16,
-    conf_thr: float = VAL_CONF,
-    iou_thr: float = VAL_IOU,
-    letterbox_color: int = 114,
+    conf_thr: float = EVAL.conf,
+    iou_thr: float = EVAL.iou,
+    letterbox_color: int = LETTERBOX_COLOR,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO keypoint results (original-image pixels) for every image of `data`."""
