@@ -13,15 +13,16 @@ from edgepose.bench.cocostream import StreamingKeypointEval
 from edgepose.cocofmt import detections_to_coco
 from edgepose.data.coco import read_coco
 from edgepose.data.coco_eval import KeypointMetrics
+from edgepose.data.convert import coco_json
 from edgepose.data.types import PoseDataset
 from edgepose.errors import ConfigError, DataError
 from edgepose.runtime.estimator import PoseEstimator
 from edgepose.runtime.sources import read_image
+from edgepose.spec import ANNOTATIONS_FILE
 
 # COCOeval scores keypoints with maxDets=[20] and drops the rest per image: keeping only the 20 best
 # detections of each image gives identical metrics and bounds the memory per image.
 COCO_KPT_MAX_DETS = 20
-ANNOTATIONS_FILE = "annotations.json"
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -43,18 +44,15 @@ class ValSet:
 
 
 def load_val(data: str | os.PathLike[str], num_images: int | None = None) -> ValSet:
-    """A COCO keypoints JSON, or a folder holding annotations.json (+ images/); the first `num_images`."""
+    """A COCO keypoints JSON, or a folder holding ANNOTATIONS_FILE (+ images/); the first `num_images`."""
     path = Path(data)
-    if path.is_dir():
-        json_path = path / ANNOTATIONS_FILE
-        if not json_path.is_file():
-            raise DataError(
-                f"{path}: no {ANNOTATIONS_FILE} in this folder; pass a COCO keypoints JSON "
-                "(--data FILE.json) or a folder made by `edgepose data synth`"
-            )
-    elif path.is_file():
-        json_path = path
-    else:
+    json_path = coco_json(path)
+    if json_path.is_dir():
+        raise DataError(
+            f"{path}: no {ANNOTATIONS_FILE} in this folder; pass a COCO keypoints JSON "
+            "(--data FILE.json) or a folder made by `edgepose data synth`"
+        )
+    if not json_path.is_file():
         raise DataError(f"--data {path}: no such file or folder; pass a COCO keypoints JSON or its folder")
     dataset = read_coco(json_path)
     if num_images is not None:

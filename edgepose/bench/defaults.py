@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgepose.errors import DataError, ModelFileError
+from edgepose.spec import ANNOTATIONS_FILE
 
 _PROJECT_ROOT = Path(__file__).parents[2]
 DEFAULT_MODEL = Path("models") / "edgepose-n.pt"
@@ -49,7 +50,7 @@ def default_val(
     from edgepose.data.synth import synthesize
 
     out = cache_dir / f"val-seed{VAL_SEED}-{VAL_SIZE}px-{num_images}"
-    if (out / "annotations.json").is_file():
+    if (out / ANNOTATIONS_FILE).is_file():
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)
     cb = (lambda done: progress(done, num_images)) if progress else None

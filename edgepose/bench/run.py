@@ -21,15 +21,13 @@ from edgepose.bench.result import BenchResult, BenchRow, fill_delta_ap
 from edgepose.bench.variants import ALL_VARIANTS
 from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 from edgepose.errors import ConfigError, ModelFileError
-from edgepose.spec import METADATA_PREFIX, SCORE_THR_NAME, PoseSpec, Precision
+from edgepose.spec import QUANT_METHOD_KEY, QUANT_PLAN_KEY, SCORE_THR_NAME, PoseSpec, Precision
 
 if TYPE_CHECKING:
     from edgepose.runtime.estimator import PoseEstimator
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Warn = Callable[[str], None]
-QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"  # spelled in edgepose.quant.graph, which needs onnx
-QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"
 
 
 def layers_16bit_pct(spec: PoseSpec, props: dict[str, str], model_path: Path) -> float | None:
