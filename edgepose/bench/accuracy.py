@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgepose.bench.cocostream import StreamingKeypointEval
+from edgepose.bench.progress import StageProgress
 from edgepose.cocofmt import detections_to_coco
 from edgepose.data.coco import read_coco
 from edgepose.data.coco_eval import KeypointMetrics
@@ -23,8 +23,6 @@ from edgepose.spec import ANNOTATIONS_FILE
 # COCOeval scores keypoints with maxDets=[20] and drops the rest per image: keeping only the 20 best
 # detections of each image gives identical metrics and bounds the memory per image.
 COCO_KPT_MAX_DETS = 20
-
-Progress = Callable[[int, int], None]  # (done, total)
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ def evaluate(
     conf: float | None,
     iou: float | None,
     max_det: int | None,
-    progress: Progress | None = None,
+    progress: StageProgress | None = None,
 ) -> Accuracy:
     """Run every val image through `estimator` and score the detections with pycocotools.
 

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.bench.cache import BenchCache, file_digest, make_key
+from edgepose.bench.progress import Progress, Warn
 from edgepose.defaults import DEFAULT_OPSET, EVAL, MIXED_BUDGET
 from edgepose.errors import ModelFileError
 from edgepose.spec import Precision
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-Warn = Callable[[str], None]
 ONNX_SUFFIX = ".onnx"
 
 
-class SourceKind(str, enum.Enum):
+class InputKind(str, enum.Enum):
+    """What a model file given to bench is (runtime.SourceKind is where predict reads images from)."""
+
     CHECKPOINT = "checkpoint"
     ONNX = "onnx"
 
@@ -26,7 +27,7 @@ class SourceKind(str, enum.Enum):
 @dataclass(frozen=True)
 class ModelInput:
     path: Path
-    kind: SourceKind
+    kind: InputKind
     digest: str  # sha256 of the bytes: duplicates are found by content, not by name
 
 
@@ -36,7 +37,7 @@ class Candidate:
 
     label: str  # the Model column: checkpoint stem or the ONNX path as given
     path: Path
-    source: SourceKind
+    source: InputKind
     variant: Precision | None  # known for checkpoint variants; ONNX files: read from metadata later
     cached: bool | None = None  # checkpoint variants: True when reused from the cache
     group: str = ""  # ΔAP is taken against the float row of the same group
@@ -60,7 +61,7 @@ def resolve_inputs(paths: Sequence[str | os.PathLike[str]], warn: Warn) -> list[
             warn(f"{p} is {same}; benchmarking it once (rows are per distinct model file)")
             continue
         seen[digest] = p
-        kind = SourceKind.ONNX if p.suffix.lower() == ONNX_SUFFIX else SourceKind.CHECKPOINT
+        kind = InputKind.ONNX if p.suffix.lower() == ONNX_SUFFIX else InputKind.CHECKPOINT
         out.append(ModelInput(p, kind, digest))
     return out
 
@@ -96,7 +97,7 @@ def prepare_checkpoint(
     float_path, float_cached = cache.get_or_make(f"{stem}-float", float_key, export)
     out = []
     if Precision.FLOAT in variants:
-        out.append(Candidate(stem, float_path, SourceKind.CHECKPOINT, Precision.FLOAT, float_cached, stem))
+        out.append(Candidate(stem, float_path, InputKind.CHECKPOINT, Precision.FLOAT, float_cached, stem))
     quantized = [v for v in variants if v is not Precision.FLOAT]
     if not quantized:
         return out
@@ -121,5 +122,5 @@ def prepare_checkpoint(
             )  # fmt: skip
 
         path, cached = cache.get_or_make(f"{stem}-{variant.value}", key, quantize)
-        out.append(Candidate(stem, path, SourceKind.CHECKPOINT, variant, cached, stem))
+        out.append(Candidate(stem, path, InputKind.CHECKPOINT, variant, cached, stem))
     return out

@@ -3,11 +3,12 @@ the stage split."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from edgepose.bench.progress import StageProgress
 from edgepose.defaults import BENCH_RUNS, BENCH_WARMUP
 from edgepose.errors import ConfigError
 from edgepose.runtime.estimator import PoseEstimator
@@ -54,7 +55,7 @@ def measure_latencies(
     warmup: int = BENCH_WARMUP,
     conf: float | None = None,
     iou: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StageProgress | None = None,
 ) -> list[Latency]:
     """Time several models side by side: `warmup` untimed calls each, then rounds in which every model,
     in an order rotating from round to round, gets one untimed switch-in call and a block of up to

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from edgepose.defaults import DEFAULT_OPSET, DEPLOY, EVAL
 from edgepose.errors import ConfigError
 from edgepose.export.import_options import KptConf, Layout
 from edgepose.spec import InputFormat
+
+if TYPE_CHECKING:
+    from edgepose.export.exporter import ExportReport
 
 _HELP_CONF = (
     f"Baked score threshold ({DEPLOY.conf} deploys; use {EVAL.conf} for COCO evaluation). Overridable at "
@@ -117,28 +120,7 @@ def export(
         nms=not no_nms,
         verify=not no_verify,
     )
-    h, w = r.spec.input_size
-    console.print(
-        f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB): {r.spec.graph.value} graph, {h}x{w} "
-        f"{r.spec.input_format.value} input, opset {r.opset}, IR {r.ir_version}, {r.nodes.total} nodes "
-        f"({r.nodes.tail} in the decode/NMS tail) in {r.seconds:.1f} s",
-        highlight=False,
-        soft_wrap=True,
-    )
-    if r.verify is not None:
-        v = r.verify
-        console.print(
-            f"verified on {v.images} images at score thresholds {', '.join(f'{t:g}' for t in v.thresholds)}: "
-            f"{v.detections} detections match PyTorch; max diff box {v.max_box_diff:.2e} px, "
-            f"keypoints {v.max_kpt_diff:.2e} px, scores {v.max_prob_diff:.1e}"
-            + (
-                f"; {v.borderline} image/threshold pair(s) differ by one NMS decision at float-rounding level"
-                if v.borderline
-                else ""
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
+    _print_export(r)
 
 
 def _import(src: Path, out: Path, *, layout: Layout, kpt_conf: KptConf, img: int | None, conf: float,
@@ -172,3 +154,29 @@ def _import(src: Path, out: Path, *, layout: Layout, kpt_conf: KptConf, img: int
         )
     for note in r.notes:
         warn(note)
+
+
+def _print_export(r: ExportReport) -> None:
+    """What was written, and how it matched PyTorch."""
+    h, w = r.spec.input_size
+    console.print(
+        f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB): {r.spec.graph.value} graph, {h}x{w} "
+        f"{r.spec.input_format.value} input, opset {r.opset}, IR {r.ir_version}, {r.nodes.total} nodes "
+        f"({r.nodes.tail} in the decode/NMS tail) in {r.seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if r.verify is not None:
+        v = r.verify
+        console.print(
+            f"verified on {v.images} images at score thresholds {', '.join(f'{t:g}' for t in v.thresholds)}: "
+            f"{v.detections} detections match PyTorch; max diff box {v.max_box_diff:.2e} px, "
+            f"keypoints {v.max_kpt_diff:.2e} px, scores {v.max_prob_diff:.1e}"
+            + (
+                f"; {v.borderline} image/threshold pair(s) differ by one NMS decision at float-rounding level"
+                if v.borderline
+                else ""
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
