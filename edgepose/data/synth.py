@@ -18,7 +18,8 @@ import numpy as np
 
 from edgepose import fsio
 from edgepose.data.coco import write_coco
-from edgepose.data.synth_body import KEYPOINT_PARTS, PARTS_PER_PERSON, draw_person, owner_box, sample_person
+from edgepose.data.synth_body import KEYPOINT_PARTS, PARTS_PER_PERSON, sample_person
+from edgepose.data.synth_draw import draw_person, owner_box
 from edgepose.data.synth_scene import background, clutter, finish, occluders
 from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.errors import ConfigError
