@@ -16,61 +16,67 @@ if TYPE_CHECKING:
     from edgepose.bench.result import BenchResult
 
 
+# Options of `edgepose bench` (typer reads the help, default and parser from each).
+_ModelsOpt = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Checkpoints (.pt: exported + quantized into --variants, cached) and/or ONNX files "
+        "(benchmarked as they are). Default: the shipped models/edgepose-n.pt.",
+        show_default=False,
+    ),
+]
+_DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Val set: COCO keypoints JSON, or a folder with annotations.json. "
+        "Default: a synthetic set (seed 2, 256 px) generated into the cache folder.",
+    ),
+]
+_VariantsOpt = Annotated[
+    str | None,
+    typer.Option("--variants", help="For checkpoints: any of float,int16,int8,mixed (default: all four)."),
+]
+_CalibOpt = Annotated[
+    Path | None,
+    typer.Option("--calib", help="Calibration images for quantizing (default: the shipped calibration/)."),
+]
+_NumCalibOpt = Annotated[
+    int | None, typer.Option("--num-calib", help="Calibration images to use (default: all, at most 500).")
+]
+_ThreadsOpt = Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads.")]
+_RunsOpt = Annotated[int, typer.Option("--runs", help="Timed runs per model (after the warm-up runs).")]
+_WarmupOpt = Annotated[
+    int | None,
+    typer.Option("--warmup", help=f"Untimed warm-up runs per model (default: {BENCH_WARMUP})."),
+]
+_NumImagesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--num-images", help="Evaluate the first N val images (default: all; 200 for the synthetic set)."
+    ),
+]
+_OutOpt = Annotated[Path, typer.Option("--out", help="Folder for bench.json, bench.md, bench.png.")]
+_CacheDirOpt = Annotated[
+    Path,
+    typer.Option("--cache-dir", help="Where exported/quantized variants are cached by content hash."),
+]
+
+
 @app.command()
 @handle_errors
 def bench(
-    models: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Checkpoints (.pt: exported + quantized into --variants, cached) and/or ONNX files "
-            "(benchmarked as they are). Default: the shipped models/edgepose-n.pt.",
-            show_default=False,
-        ),
-    ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Val set: COCO keypoints JSON, or a folder with annotations.json. "
-            "Default: a synthetic set (seed 2, 256 px) generated into the cache folder.",
-        ),
-    ] = None,
-    variants: Annotated[
-        str | None,
-        typer.Option(
-            "--variants", help="For checkpoints: any of float,int16,int8,mixed (default: all four)."
-        ),
-    ] = None,
-    calib: Annotated[
-        Path | None,
-        typer.Option(
-            "--calib", help="Calibration images for quantizing (default: the shipped calibration/)."
-        ),
-    ] = None,
-    num_calib: Annotated[
-        int | None, typer.Option("--num-calib", help="Calibration images to use (default: all, at most 500).")
-    ] = None,
-    threads: Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads.")] = BENCH_THREADS,
-    runs: Annotated[
-        int, typer.Option("--runs", help="Timed runs per model (after the warm-up runs).")
-    ] = BENCH_RUNS,
-    warmup: Annotated[
-        int | None,
-        typer.Option("--warmup", help=f"Untimed warm-up runs per model (default: {BENCH_WARMUP})."),
-    ] = None,
-    num_images: Annotated[
-        int | None,
-        typer.Option(
-            "--num-images", help="Evaluate the first N val images (default: all; 200 for the synthetic set)."
-        ),
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for bench.json, bench.md, bench.png.")] = Path(
-        "bench_out"
-    ),
-    cache_dir: Annotated[
-        Path,
-        typer.Option("--cache-dir", help="Where exported/quantized variants are cached by content hash."),
-    ] = Path(".bench_cache"),
+    models: _ModelsOpt = None,
+    data: _DataOpt = None,
+    variants: _VariantsOpt = None,
+    calib: _CalibOpt = None,
+    num_calib: _NumCalibOpt = None,
+    threads: _ThreadsOpt = BENCH_THREADS,
+    runs: _RunsOpt = BENCH_RUNS,
+    warmup: _WarmupOpt = None,
+    num_images: _NumImagesOpt = None,
+    out: _OutOpt = Path("bench_out"),
+    cache_dir: _CacheDirOpt = Path(".bench_cache"),
 ) -> None:
     """Accuracy (COCO OKS AP) and latency of float, int16, int8 and mixed models, side by side."""
     from edgepose.bench import defaults

@@ -23,65 +23,71 @@ _HELP_CONF = (
 )
 
 
+# Options of `edgepose export` (typer reads the help, default and parser from each).
+_WeightsOpt = Annotated[
+    Path | None, typer.Option("--weights", help="Checkpoint (.pt) from `edgepose train`.")
+]
+_FromOnnxOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-onnx",
+        help="Instead of --weights: wrap a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose, "
+        "one output (B, 4 + 1 + 3K, N)) with edgepose's decode/NMS tail and metadata.",
+    ),
+]
+_LayoutOpt = Annotated[Layout, typer.Option("--layout", help="--from-onnx: the source's output layout.")]
+_KptConfOpt = Annotated[
+    KptConf,
+    typer.Option(
+        "--kpt-conf", help="--from-onnx: keypoint visibility is logit or prob; auto reads it from the graph."
+    ),
+]
+_ImgOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--img", help="Input size in pixels (square); default: the model's (needed for dynamic --from-onnx)."
+    ),
+]
+_OutOpt = Annotated[Path, typer.Option("--out", help="Output .onnx file.")]
+_OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")]
+_BatchOpt = Annotated[int, typer.Option("--batch", help="Static batch size.")]
+_DynamicBatchOpt = Annotated[bool, typer.Option("--dynamic-batch", help="Batch size chosen at run time.")]
+_ConfOpt = Annotated[float, typer.Option("--conf", help=_HELP_CONF)]
+_IouOpt = Annotated[float, typer.Option("--iou", help="Baked NMS IoU threshold (input 'iou_threshold').")]
+_MaxDetOpt = Annotated[
+    int,
+    typer.Option("--max-det", help="Detections per image: fixes the output shape (input 'max_detections')."),
+]
+_InputFormatOpt = Annotated[
+    InputFormat, typer.Option("--input-format", help="float: RGB in [0, 1]; uint8: raw RGB 0-255.")
+]
+_NoNmsOpt = Annotated[
+    bool,
+    typer.Option("--no-nms", help="Write the raw-head graph (one output per stride) for vendor compilers."),
+]
+_NoVerifyOpt = Annotated[
+    bool, typer.Option("--no-verify", help="Skip the onnxruntime vs PyTorch check (not recommended).")
+]
+
+
 @app.command()
 @handle_errors
 def export(
-    weights: Annotated[
-        Path | None, typer.Option("--weights", help="Checkpoint (.pt) from `edgepose train`.")
-    ] = None,
-    from_onnx: Annotated[
-        Path | None,
-        typer.Option(
-            "--from-onnx",
-            help="Instead of --weights: wrap a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose, "
-            "one output (B, 4 + 1 + 3K, N)) with edgepose's decode/NMS tail and metadata.",
-        ),
-    ] = None,
-    layout: Annotated[
-        Layout, typer.Option("--layout", help="--from-onnx: the source's output layout.")
-    ] = Layout.ULTRALYTICS_POSE,
-    kpt_conf: Annotated[
-        KptConf,
-        typer.Option(
-            "--kpt-conf",
-            help="--from-onnx: keypoint visibility is logit or prob; auto reads it from the graph.",
-        ),
-    ] = KptConf.AUTO,
-    img: Annotated[
-        int | None,
-        typer.Option(
-            "--img",
-            help="Input size in pixels (square); default: the model's (needed for dynamic --from-onnx).",
-        ),
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Output .onnx file.")] = Path("model.onnx"),
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = DEFAULT_OPSET,
-    batch: Annotated[int, typer.Option("--batch", help="Static batch size.")] = 1,
-    dynamic_batch: Annotated[
-        bool, typer.Option("--dynamic-batch", help="Batch size chosen at run time.")
-    ] = False,
-    conf: Annotated[float, typer.Option("--conf", help=_HELP_CONF)] = DEPLOY.conf,
-    iou: Annotated[
-        float, typer.Option("--iou", help="Baked NMS IoU threshold (input 'iou_threshold').")
-    ] = DEPLOY.iou,
-    max_det: Annotated[
-        int,
-        typer.Option(
-            "--max-det", help="Detections per image: fixes the output shape (input 'max_detections')."
-        ),
-    ] = DEPLOY.max_det,
-    input_format: Annotated[
-        InputFormat, typer.Option("--input-format", help="float: RGB in [0, 1]; uint8: raw RGB 0-255.")
-    ] = InputFormat.FLOAT,
-    no_nms: Annotated[
-        bool,
-        typer.Option(
-            "--no-nms", help="Write the raw-head graph (one output per stride) for vendor compilers."
-        ),
-    ] = False,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Skip the onnxruntime vs PyTorch check (not recommended).")
-    ] = False,
+    weights: _WeightsOpt = None,
+    from_onnx: _FromOnnxOpt = None,
+    layout: _LayoutOpt = Layout.ULTRALYTICS_POSE,
+    kpt_conf: _KptConfOpt = KptConf.AUTO,
+    img: _ImgOpt = None,
+    out: _OutOpt = Path("model.onnx"),
+    opset: _OpsetOpt = DEFAULT_OPSET,
+    batch: _BatchOpt = 1,
+    dynamic_batch: _DynamicBatchOpt = False,
+    conf: _ConfOpt = DEPLOY.conf,
+    iou: _IouOpt = DEPLOY.iou,
+    max_det: _MaxDetOpt = DEPLOY.max_det,
+    input_format: _InputFormatOpt = InputFormat.FLOAT,
+    no_nms: _NoNmsOpt = False,
+    no_verify: _NoVerifyOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX: image in, zero-padded detections + poses out; verified against PyTorch.
 

@@ -70,82 +70,96 @@ def _progress_callbacks(epochs: int) -> tuple[Any, Any]:
     return progress, TrainCallbacks(on_start=on_start, on_step=on_step, on_epoch=on_epoch, on_final=on_final)
 
 
+# Options of `edgepose train` (typer reads the help, default and parser from each).
+_DataOpt = Annotated[
+    str, typer.Option("--data", help="Training set: COCO JSON, or a folder (COCO or YOLO-pose).")
+]
+_OutOpt = Annotated[
+    Path, typer.Option("--out", help="Run folder: best.pt, last.pt, metrics.jsonl, results.json.")
+]
+_ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", help="Model name (edgepose-n) or YAML; default: from --init-from."),
+]
+_ValOpt = Annotated[
+    str | None, typer.Option("--val", help="Validation set (same formats); OKS AP per epoch.")
+]
+_EpochsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--epochs", help=f"Epochs in total (default {TrainOptions.epochs}; with --resume: as saved)."
+    ),
+]
+_ImgOpt = Annotated[int | None, typer.Option("--img", help="Input size; default: the config's input_size.")]
+_BatchOpt = Annotated[int, typer.Option("--batch", help="Images per step (per process under torchrun).")]
+_ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue OUT/last.pt (same options).")]
+_InitFromOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--init-from",
+        help="Start from this checkpoint's weights (fine-tune; biases warm up from 0, not 0.1).",
+    ),
+]
+_ActivationOpt = Annotated[
+    Activation | None,
+    typer.Option("--activation", help="Override the config's activation.", case_sensitive=False),
+]
+_WorkersOpt = Annotated[int, typer.Option("--workers", help="Data-loading processes.")]
+_DeviceOpt = Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N.")]
+_OptimizerOpt = Annotated[
+    OptimizerKind,
+    typer.Option(
+        "--optimizer", help="sgd: the recipe (nesterov); adamw: try --lr 0.002.", case_sensitive=False
+    ),
+]
+_LrOpt = Annotated[float, typer.Option("--lr", help="Base learning rate.")]
+_WarmupEpochsOpt = Annotated[float, typer.Option("--warmup-epochs", help="LR warmup length.")]
+_MosaicOpt = Annotated[float, typer.Option("--mosaic", help="Mosaic probability.")]
+_CloseMosaicOpt = Annotated[int, typer.Option("--close-mosaic", help="Last N epochs without mosaic.")]
+_ValImagesOpt = Annotated[
+    int | None, typer.Option("--val-images", help="Validate each epoch on the first N; the best on all.")
+]
+_SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for init, order and augmentation.")]
+_KptWeightOpt = Annotated[
+    float, typer.Option("--kpt-weight", help="Weight of the OKS keypoint loss (paper: 0.1).")
+]
+_KptL1Opt = Annotated[
+    float,
+    typer.Option("--kpt-l1", help="Weight of an extra L1 keypoint loss (not in the paper; 0 = off)."),
+]
+_MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Cap steps per epoch (smoke runs).")]
+_StopAfterOpt = Annotated[
+    int | None,
+    typer.Option("--stop-after", help="Stop after epoch N; --resume continues the same schedule."),
+]
+
+
 @app.command()
 @handle_errors
 def train(
-    data: Annotated[
-        str, typer.Option("--data", help="Training set: COCO JSON, or a folder (COCO or YOLO-pose).")
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", help="Run folder: best.pt, last.pt, metrics.jsonl, results.json.")
-    ],
-    config: Annotated[
-        str | None,
-        typer.Option("--config", help="Model name (edgepose-n) or YAML; default: from --init-from."),
-    ] = None,
-    val: Annotated[
-        str | None, typer.Option("--val", help="Validation set (same formats); OKS AP per epoch.")
-    ] = None,
-    epochs: Annotated[
-        int | None,
-        typer.Option(
-            "--epochs", help=f"Epochs in total (default {TrainOptions.epochs}; with --resume: as saved)."
-        ),
-    ] = None,
-    img: Annotated[
-        int | None, typer.Option("--img", help="Input size; default: the config's input_size.")
-    ] = None,
-    batch: Annotated[
-        int, typer.Option("--batch", help="Images per step (per process under torchrun).")
-    ] = TrainOptions.batch,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/last.pt (same options).")] = False,
-    init_from: Annotated[
-        Path | None,
-        typer.Option(
-            "--init-from",
-            help="Start from this checkpoint's weights (fine-tune; biases warm up from 0, not 0.1).",
-        ),
-    ] = None,
-    activation: Annotated[
-        Activation | None,
-        typer.Option("--activation", help="Override the config's activation.", case_sensitive=False),
-    ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Data-loading processes.")] = TrainOptions.workers,
-    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N.")] = TrainOptions.device,
-    optimizer: Annotated[
-        OptimizerKind,
-        typer.Option(
-            "--optimizer", help="sgd: the recipe (nesterov); adamw: try --lr 0.002.", case_sensitive=False
-        ),
-    ] = TrainOptions.optimizer,
-    lr: Annotated[float, typer.Option("--lr", help="Base learning rate.")] = TrainOptions.lr0,
-    warmup_epochs: Annotated[
-        float, typer.Option("--warmup-epochs", help="LR warmup length.")
-    ] = TrainOptions.warmup_epochs,
-    mosaic: Annotated[float, typer.Option("--mosaic", help="Mosaic probability.")] = AugmentConfig.mosaic,
-    close_mosaic: Annotated[
-        int, typer.Option("--close-mosaic", help="Last N epochs without mosaic.")
-    ] = TrainOptions.close_mosaic,
-    val_images: Annotated[
-        int | None, typer.Option("--val-images", help="Validate each epoch on the first N; the best on all.")
-    ] = None,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Seed for init, order and augmentation.")
-    ] = TrainOptions.seed,
-    kpt_weight: Annotated[
-        float, typer.Option("--kpt-weight", help="Weight of the OKS keypoint loss (paper: 0.1).")
-    ] = LossWeights.kpt,
-    kpt_l1: Annotated[
-        float,
-        typer.Option("--kpt-l1", help="Weight of an extra L1 keypoint loss (not in the paper; 0 = off)."),
-    ] = LossWeights.kpt_l1,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="Cap steps per epoch (smoke runs).")
-    ] = None,
-    stop_after: Annotated[
-        int | None,
-        typer.Option("--stop-after", help="Stop after epoch N; --resume continues the same schedule."),
-    ] = None,
+    data: _DataOpt,
+    out: _OutOpt,
+    config: _ConfigOpt = None,
+    val: _ValOpt = None,
+    epochs: _EpochsOpt = None,
+    img: _ImgOpt = None,
+    batch: _BatchOpt = TrainOptions.batch,
+    resume: _ResumeOpt = False,
+    init_from: _InitFromOpt = None,
+    activation: _ActivationOpt = None,
+    workers: _WorkersOpt = TrainOptions.workers,
+    device: _DeviceOpt = TrainOptions.device,
+    optimizer: _OptimizerOpt = TrainOptions.optimizer,
+    lr: _LrOpt = TrainOptions.lr0,
+    warmup_epochs: _WarmupEpochsOpt = TrainOptions.warmup_epochs,
+    mosaic: _MosaicOpt = AugmentConfig.mosaic,
+    close_mosaic: _CloseMosaicOpt = TrainOptions.close_mosaic,
+    val_images: _ValImagesOpt = None,
+    seed: _SeedOpt = TrainOptions.seed,
+    kpt_weight: _KptWeightOpt = LossWeights.kpt,
+    kpt_l1: _KptL1Opt = LossWeights.kpt_l1,
+    max_steps: _MaxStepsOpt = None,
+    stop_after: _StopAfterOpt = None,
 ) -> None:
     """Train a YOLO-Pose model; every epoch validates and writes best.pt / last.pt atomically."""
     from edgepose.train.run import new_run_config, resume_run, train_from_files
