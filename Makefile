@@ -26,8 +26,10 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/edgepose bench --out bench_out
 
-## The whole test suite (CI runs exactly this).
+## The whole test suite (CI runs exactly this): the layering contracts (pyproject's [tool.importlinter]),
+## then pytest.
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 ## The fast loop while editing: everything but tests/e2e/ (the `e2e` marker), about half a minute.
@@ -36,6 +38,8 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check edgepose tests scripts
+	$(VENV)/bin/ruff format --check edgepose tests scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 ## Regenerate the locks after a change to pyproject.toml's dependencies (keeps every pin that still fits).
 lock: setup
@@ -52,4 +56,4 @@ wheel: setup
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean:
-	rm -rf bench_out .bench_cache .pytest_cache .ruff_cache dist build
+	rm -rf bench_out .bench_cache .pytest_cache .ruff_cache .import_linter_cache .grimp_cache dist build
