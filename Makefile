@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP_COMPILE = $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: setup demo test lint lock lock-upgrade wheel clean
+.PHONY: setup demo test test-fast lint lock lock-upgrade wheel clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,12 +26,20 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/edgepose bench --out bench_out
 
-## The whole test suite (CI runs exactly this).
+## The whole test suite (CI runs exactly this): the layering contracts (pyproject's [tool.importlinter]),
+## then pytest.
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+## The fast loop while editing: everything but tests/e2e/ (the `e2e` marker), about half a minute.
+test-fast: setup
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not e2e"
 
 lint: setup
 	$(VENV)/bin/ruff check edgepose tests scripts
+	$(VENV)/bin/ruff format --check edgepose tests scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 ## Regenerate the locks after a change to pyproject.toml's dependencies (keeps every pin that still fits).
 lock: setup
@@ -48,4 +56,4 @@ wheel: setup
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean:
-	rm -rf bench_out .bench_cache .pytest_cache .ruff_cache dist build
+	rm -rf bench_out .bench_cache .pytest_cache .ruff_cache .import_linter_cache .grimp_cache dist build

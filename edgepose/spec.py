@@ -36,6 +36,9 @@ NUM_DETS_NAME = "num_detections"
 RAW_OUTPUT_PREFIX = "raw_s"  # raw-head graphs (--no-nms): one output per level, e.g. "raw_s8"
 TAIL_PREFIX = "ep_tail/"  # every node of the decode + NMS tail starts with this; quant keeps it float
 METADATA_PREFIX = "edgepose."  # every metadata_props key we write starts with this
+# Written by quantization beside the PoseSpec keys, read by bench (which must not need onnx):
+QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"  # JSON list: the layers --mixed kept at high precision
+QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"  # JSON object: calibration method, high precision, ...
 
 # --- files ---------------------------------------------------------------------------------------
 # What every folder reader (predict, quantize --calib, data readers, preview) accepts as an image.

@@ -58,6 +58,7 @@ def main() -> None:
     sizes = sorted(int(s) for s in args.sizes.split(","))
 
     from edgepose.data.synth import synthesize
+    from edgepose.spec import ANNOTATIONS_FILE
 
     with tempfile.TemporaryDirectory(prefix="edgepose-benchmem-") as tmp:
         work = args.work or Path(tmp)
@@ -65,7 +66,7 @@ def main() -> None:
         model = make_model(work, args.img)
         t = time.perf_counter()
         val = work / "val"
-        if not (val / "annotations.json").is_file() or len(list((val / "images").iterdir())) < sizes[-1]:
+        if not (val / ANNOTATIONS_FILE).is_file() or len(list((val / "images").iterdir())) < sizes[-1]:
             synthesize(val, sizes[-1], args.img, seed=2, overwrite=True)  # a --work folder keeps it
         print(
             f"val set: {sizes[-1]} images of {args.img} px ready in {time.perf_counter() - t:.0f} s",

@@ -23,6 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2
 
 from edgepose.data.synth import JPEG_QUALITY, render_sample, synthesize
+from edgepose.spec import ANNOTATIONS_FILE
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         out = synthesize(Path(tmp) / "bench", args.num_images, size=args.size, seed=args.seed)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        people = len(json.loads((out / "annotations.json").read_text())["annotations"])
+        people = len(json.loads((out / ANNOTATIONS_FILE).read_text())["annotations"])
     n = args.num_images
     best = float("inf")
     for start in range(0, n - 24, 25):

@@ -29,7 +29,7 @@ mkdir -p runs
 # waiting for a descheduled peer cut throughput by ~3x (measured).
 export OMP_WAIT_POLICY=PASSIVE
 # stage 1: epochs 1-3 of a 10-epoch schedule
-.venv/bin/python -m edgepose train --config models/edgepose-n.yaml --data data/train --val data/val \
+.venv/bin/python -m edgepose train --config edgepose-n --data data/train --val data/val \
   --epochs 10 --max-steps 100 --img 256 --batch 32 --workers 1 --mosaic 0 --lr 0.02 --warmup-epochs 0.5 \
   --kpt-weight 1.0 --kpt-l1 0.5 --val-images 200 --seed 0 --out runs/default --stop-after 3
 # stage 2: epochs 4-5, the schedule stretched to 12 epochs

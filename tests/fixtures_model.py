@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-TINY_MODEL = "edgepose-tiny"  # models/edgepose-tiny.yaml: the nano architecture at width 0.125, 128 px
+TINY_MODEL = "edgepose-tiny"  # registry entry: the nano architecture at width 0.125, 128 px
 TINY_SEED = 0
 
 

@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgepose.bench.cocostream import StreamingKeypointEval
+from edgepose.bench.progress import StageProgress
 from edgepose.cocofmt import detections_to_coco
 from edgepose.data.coco import read_coco
 from edgepose.data.coco_eval import KeypointMetrics
+from edgepose.data.convert import coco_json
 from edgepose.data.types import PoseDataset
 from edgepose.errors import ConfigError, DataError
 from edgepose.runtime.estimator import PoseEstimator
 from edgepose.runtime.sources import read_image
+from edgepose.spec import ANNOTATIONS_FILE
 
 # COCOeval scores keypoints with maxDets=[20] and drops the rest per image: keeping only the 20 best
 # detections of each image gives identical metrics and bounds the memory per image.
 COCO_KPT_MAX_DETS = 20
-# The COCO evaluation setting: a low score threshold and max_det 100 so that AP sees the whole
-# precision-recall curve (the deployment setting, 0.25 / 0.45, would cut it and understate AP).
-EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.65, 100
-ANNOTATIONS_FILE = "annotations.json"
-
-Progress = Callable[[int, int], None]  # (done, total)
 
 
 @dataclass(frozen=True)
@@ -46,18 +42,15 @@ class ValSet:
 
 
 def load_val(data: str | os.PathLike[str], num_images: int | None = None) -> ValSet:
-    """A COCO keypoints JSON, or a folder holding annotations.json (+ images/); the first `num_images`."""
+    """A COCO keypoints JSON, or a folder holding ANNOTATIONS_FILE (+ images/); the first `num_images`."""
     path = Path(data)
-    if path.is_dir():
-        json_path = path / ANNOTATIONS_FILE
-        if not json_path.is_file():
-            raise DataError(
-                f"{path}: no {ANNOTATIONS_FILE} in this folder; pass a COCO keypoints JSON "
-                "(--data FILE.json) or a folder made by `edgepose data synth`"
-            )
-    elif path.is_file():
-        json_path = path
-    else:
+    json_path = coco_json(path)
+    if json_path.is_dir():
+        raise DataError(
+            f"{path}: no {ANNOTATIONS_FILE} in this folder; pass a COCO keypoints JSON "
+            "(--data FILE.json) or a folder made by `edgepose data synth`"
+        )
+    if not json_path.is_file():
         raise DataError(f"--data {path}: no such file or folder; pass a COCO keypoints JSON or its folder")
     dataset = read_coco(json_path)
     if num_images is not None:
@@ -85,7 +78,7 @@ def evaluate(
     conf: float | None,
     iou: float | None,
     max_det: int | None,
-    progress: Progress | None = None,
+    progress: StageProgress | None = None,
 ) -> Accuracy:
     """Run every val image through `estimator` and score the detections with pycocotools.
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 
+from edgepose.bench.inputs import ONNX_SUFFIX
+from edgepose.bench.progress import StageProgress
 from edgepose.errors import DataError, ModelFileError
+from edgepose.spec import ANNOTATIONS_FILE, Precision
 
 _PROJECT_ROOT = Path(__file__).parents[2]
 DEFAULT_MODEL = Path("models") / "edgepose-n.pt"
@@ -42,14 +45,29 @@ def default_calib() -> Path:
     return path
 
 
+def is_checkpoint(path: Path) -> bool:
+    """A checkpoint is exported and quantized into variants; an ONNX file is benchmarked as it is."""
+    return path.suffix.lower() != ONNX_SUFFIX
+
+
+def default_inputs(
+    models: Sequence[Path], variants: Sequence[Precision], calib: Path | None
+) -> tuple[list[Path], Path | None]:
+    """The models (default: the shipped one) and the calibration folder (default: the shipped one, when a
+    checkpoint is quantized into some variant)."""
+    paths = list(models) or [default_model()]
+    quantizing = any(map(is_checkpoint, paths)) and any(v is not Precision.FLOAT for v in variants)
+    return paths, calib if calib is not None else (default_calib() if quantizing else None)
+
+
 def default_val(
-    cache_dir: Path, num_images: int = DEFAULT_NUM_IMAGES, progress: Callable[[int, int], None] | None = None
+    cache_dir: Path, num_images: int = DEFAULT_NUM_IMAGES, progress: StageProgress | None = None
 ) -> Path:
     """A synthetic val set (seed 2, 256 px) in the cache folder, generated on first use (deterministic)."""
     from edgepose.data.synth import synthesize
 
     out = cache_dir / f"val-seed{VAL_SEED}-{VAL_SIZE}px-{num_images}"
-    if (out / "annotations.json").is_file():
+    if (out / ANNOTATIONS_FILE).is_file():
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)
     cb = (lambda done: progress(done, num_images)) if progress else None

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET
 from edgepose.bench.cache import BenchCache, file_digest, make_key
+from edgepose.bench.progress import Progress, Warn
+from edgepose.defaults import DEFAULT_OPSET, EVAL, MIXED_BUDGET
 from edgepose.errors import ModelFileError
 from edgepose.spec import Precision
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-Warn = Callable[[str], None]
 ONNX_SUFFIX = ".onnx"
-# Quantization options bench uses (the `edgepose quantize` defaults); part of every cache key.
-QUANT_BUDGET = 0.3
 
 
-class SourceKind(str, enum.Enum):
+class InputKind(str, enum.Enum):
+    """What a model file given to bench is (runtime.SourceKind is where predict reads images from)."""
+
     CHECKPOINT = "checkpoint"
     ONNX = "onnx"
 
@@ -28,7 +27,7 @@ class SourceKind(str, enum.Enum):
 @dataclass(frozen=True)
 class ModelInput:
     path: Path
-    kind: SourceKind
+    kind: InputKind
     digest: str  # sha256 of the bytes: duplicates are found by content, not by name
 
 
@@ -38,7 +37,7 @@ class Candidate:
 
     label: str  # the Model column: checkpoint stem or the ONNX path as given
     path: Path
-    source: SourceKind
+    source: InputKind
     variant: Precision | None  # known for checkpoint variants; ONNX files: read from metadata later
     cached: bool | None = None  # checkpoint variants: True when reused from the cache
     group: str = ""  # ΔAP is taken against the float row of the same group
@@ -62,7 +61,7 @@ def resolve_inputs(paths: Sequence[str | os.PathLike[str]], warn: Warn) -> list[
             warn(f"{p} is {same}; benchmarking it once (rows are per distinct model file)")
             continue
         seen[digest] = p
-        kind = SourceKind.ONNX if p.suffix.lower() == ONNX_SUFFIX else SourceKind.CHECKPOINT
+        kind = InputKind.ONNX if p.suffix.lower() == ONNX_SUFFIX else InputKind.CHECKPOINT
         out.append(ModelInput(p, kind, digest))
     return out
 
@@ -78,7 +77,6 @@ def prepare_checkpoint(
     progress: Progress | None = None,
 ) -> list[Candidate]:
     """Export `model` (evaluation thresholds) and quantize the requested variants, reusing cached files."""
-    from edgepose.defaults import DEFAULT_OPSET
     from edgepose.export import export_model  # torch: only a checkpoint input needs it
 
     stem = model.path.stem
@@ -88,18 +86,18 @@ def prepare_checkpoint(
             progress(stage, done, total)
 
     export_opts = {"step": "export", "checkpoint": model.digest, "opset": DEFAULT_OPSET,
-                   "conf": EVAL_CONF, "iou": EVAL_IOU, "max_det": EVAL_MAX_DET}  # fmt: skip
+                   "conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det}  # fmt: skip
     float_key = make_key(export_opts)
 
     def export(out: Path) -> None:
         tick(f"export {stem}", 0, 1)
-        export_model(model.path, out, opset=DEFAULT_OPSET, conf=EVAL_CONF, iou=EVAL_IOU, max_det=EVAL_MAX_DET)
+        export_model(model.path, out, opset=DEFAULT_OPSET, conf=EVAL.conf, iou=EVAL.iou, max_det=EVAL.max_det)
         tick(f"export {stem}", 1, 1)
 
     float_path, float_cached = cache.get_or_make(f"{stem}-float", float_key, export)
     out = []
     if Precision.FLOAT in variants:
-        out.append(Candidate(stem, float_path, SourceKind.CHECKPOINT, Precision.FLOAT, float_cached, stem))
+        out.append(Candidate(stem, float_path, InputKind.CHECKPOINT, Precision.FLOAT, float_cached, stem))
     quantized = [v for v in variants if v is not Precision.FLOAT]
     if not quantized:
         return out
@@ -109,19 +107,20 @@ def prepare_checkpoint(
     from edgepose.quant.quantize import quantize_model
 
     images = select_images(find_images(calib), num_calib)  # fails early, one line, on a bad --calib
+    # The `edgepose quantize` defaults; every option is part of the cache key.
     for variant in quantized:
         opts = {"step": "quantize", "float": float_key, "precision": variant.value, "num_calib": len(images),
-                "method": CalibMethod.MINMAX.value, "budget": QUANT_BUDGET,
+                "method": CalibMethod.MINMAX.value, "budget": MIXED_BUDGET,
                 "high_precision": HighPrecision.INT16.value}  # fmt: skip
         key = make_key(opts, images)
 
         def quantize(out_path: Path, variant: Precision = variant) -> None:
             quantize_model(
-                float_path, calib, out_path, precision=variant, num_calib=len(images), budget=QUANT_BUDGET,
+                float_path, calib, out_path, precision=variant, num_calib=len(images), budget=MIXED_BUDGET,
                 high_precision=HighPrecision.INT16, method=CalibMethod.MINMAX, threads=threads,
                 progress=lambda stage, d, n: tick(f"{stem} {variant.value}: {stage}", d, n),
             )  # fmt: skip
 
         path, cached = cache.get_or_make(f"{stem}-{variant.value}", key, quantize)
-        out.append(Candidate(stem, path, SourceKind.CHECKPOINT, variant, cached, stem))
+        out.append(Candidate(stem, path, InputKind.CHECKPOINT, variant, cached, stem))
     return out

@@ -3,18 +3,16 @@ the stage split."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from edgepose.bench.progress import StageProgress
+from edgepose.defaults import BENCH_RUNS, BENCH_WARMUP
 from edgepose.errors import ConfigError
 from edgepose.runtime.estimator import PoseEstimator
 
-DEFAULT_RUNS = 50
-DEFAULT_WARMUP = 5  # first calls pay for memory planning and caches; never timed
-# Latency is timed at the deployment setting (what a board runs), fed at run time where the graph allows.
-DEPLOY_CONF, DEPLOY_IOU = 0.25, 0.45
 SWITCH_BLOCK = 5  # timed calls per model per round when several models are timed side by side
 
 
@@ -40,8 +38,8 @@ def measure_latency(
     estimator: PoseEstimator,
     image: np.ndarray,
     *,
-    runs: int = DEFAULT_RUNS,
-    warmup: int = DEFAULT_WARMUP,
+    runs: int = BENCH_RUNS,
+    warmup: int = BENCH_WARMUP,  # first calls pay for memory planning and caches; never timed
     conf: float | None = None,
     iou: float | None = None,
 ) -> Latency:
@@ -53,11 +51,11 @@ def measure_latencies(
     estimators: Sequence[PoseEstimator],
     image: np.ndarray,
     *,
-    runs: int = DEFAULT_RUNS,
-    warmup: int = DEFAULT_WARMUP,
+    runs: int = BENCH_RUNS,
+    warmup: int = BENCH_WARMUP,
     conf: float | None = None,
     iou: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StageProgress | None = None,
 ) -> list[Latency]:
     """Time several models side by side: `warmup` untimed calls each, then rounds in which every model,
     in an order rotating from round to round, gets one untimed switch-in call and a block of up to

@@ -6,37 +6,29 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from edgepose import __version__, fsio
-from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, Accuracy, ValSet, evaluate, load_val
+from edgepose.bench.accuracy import Accuracy, ValSet, evaluate, load_val
 from edgepose.bench.cache import DEFAULT_CACHE_DIR, BenchCache
-from edgepose.bench.inputs import Candidate, SourceKind, prepare_checkpoint, resolve_inputs
+from edgepose.bench.inputs import Candidate, InputKind, ModelInput, prepare_checkpoint, resolve_inputs
 from edgepose.bench.kernels import count_layers, optimized_kernels, read_nodes
-from edgepose.bench.latency import (
-    DEFAULT_RUNS,
-    DEFAULT_WARMUP,
-    DEPLOY_CONF,
-    DEPLOY_IOU,
-    Latency,
-    measure_latencies,
-)
+from edgepose.bench.latency import Latency, measure_latencies
+from edgepose.bench.progress import Progress, Warn, for_stage
 from edgepose.bench.report import write_reports
 from edgepose.bench.result import BenchResult, BenchRow, fill_delta_ap
 from edgepose.bench.variants import ALL_VARIANTS
+from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 from edgepose.errors import ConfigError, ModelFileError
-from edgepose.spec import METADATA_PREFIX, SCORE_THR_NAME, PoseSpec, Precision
+from edgepose.quant.options import HighPrecision
+from edgepose.spec import QUANT_METHOD_KEY, QUANT_PLAN_KEY, SCORE_THR_NAME, PoseSpec, Precision
 
 if TYPE_CHECKING:
     from edgepose.runtime.estimator import PoseEstimator
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-Warn = Callable[[str], None]
-DEFAULT_THREADS = 2
-QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"  # spelled in edgepose.quant.graph, which needs onnx
-QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"
 
 
 def layers_16bit_pct(spec: PoseSpec, props: dict[str, str], model_path: Path) -> float | None:
@@ -49,7 +41,7 @@ def layers_16bit_pct(spec: PoseSpec, props: dict[str, str], model_path: Path) ->
         return 0.0
     plan = json.loads(props.get(QUANT_PLAN_KEY, "[]"))
     method = json.loads(props.get(QUANT_METHOD_KEY, "{}"))
-    if method.get("high_precision", "int16") != "int16":
+    if HighPrecision(method.get("high_precision", HighPrecision.INT16.value)) is not HighPrecision.INT16:
         return 0.0  # the plan's layers are float, not 16-bit
     layers = count_layers(read_nodes(model_path))
     return 100.0 * len(plan) / max(1, layers)
@@ -69,14 +61,13 @@ def _evaluate(
             f"{cand.path}: metadata says {spec.precision.value}, expected {cand.variant.value}; delete "
             "the file (the bench cache is safe to delete) and run again"
         )
-    if not est.supports_override(SCORE_THR_NAME) and spec.conf_threshold > EVAL_CONF:
+    if not est.supports_override(SCORE_THR_NAME) and spec.conf_threshold > EVAL.conf:
         warn(
             f"{label}: the graph has no {SCORE_THR_NAME} input; evaluated at its baked-in score threshold "
-            f"{spec.conf_threshold:g}, which understates AP (re-export with --conf {EVAL_CONF})"
+            f"{spec.conf_threshold:g}, which understates AP (re-export with --conf {EVAL.conf})"
         )
-    stage = f"evaluate {label} {spec.precision.value}"
-    acc = evaluate(est, val, conf=EVAL_CONF, iou=EVAL_IOU, max_det=min(EVAL_MAX_DET, spec.max_det),
-                   progress=(lambda d, n: progress(stage, d, n)) if progress else None)  # fmt: skip
+    acc = evaluate(est, val, conf=EVAL.conf, iou=EVAL.iou, max_det=min(EVAL.max_det, spec.max_det),
+                   progress=for_stage(progress, f"evaluate {label} {spec.precision.value}"))  # fmt: skip
     return est, acc
 
 
@@ -97,13 +88,13 @@ def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threa
 
 
 def check_options(
-    *, threads: int, runs: int, num_images: int | None, num_calib: int | None, warmup: int = DEFAULT_WARMUP
+    *, threads: int, runs: int, num_images: int | None, num_calib: int | None, warmup: int = BENCH_WARMUP
 ) -> None:
     """The numeric options, checked before anything slow runs."""
     if warmup < 0:
-        raise ConfigError(f"--warmup must be >= 0, got {warmup}; use e.g. --warmup {DEFAULT_WARMUP}")
-    checks = (("--threads", threads, 2), ("--runs", runs, 50), ("--num-images", num_images, 200),
-              ("--num-calib", num_calib, 100))  # fmt: skip
+        raise ConfigError(f"--warmup must be >= 0, got {warmup}; use e.g. --warmup {BENCH_WARMUP}")
+    checks = (("--threads", threads, BENCH_THREADS), ("--runs", runs, BENCH_RUNS),
+              ("--num-images", num_images, 200), ("--num-calib", num_calib, 100))  # fmt: skip
     for opt, value, example in checks:
         if value is not None and value < 1:
             raise ConfigError(f"{opt} must be >= 1, got {value}; use e.g. {opt} {example}")
@@ -116,8 +107,114 @@ def _check_out(out: Path) -> None:
     fsio.check_parent(out / "bench.json" if out.is_dir() else out)
 
 
-def _onnx_candidate(path: Path) -> Candidate:
-    return Candidate(str(path), path, SourceKind.ONNX, None)
+def _check_inputs(
+    models: Sequence[str | os.PathLike[str]],
+    data: str | os.PathLike[str],
+    variants: Sequence[Precision],
+    calib: str | os.PathLike[str] | None,
+    *,
+    num_calib: int | None,
+    threads: int,
+    num_images: int | None,
+    warn: Warn,
+) -> tuple[list[ModelInput], ValSet, np.ndarray]:
+    """Every input checked before the slow part: the model files, the val set (and its first image, which
+    latency is timed on), the calibration images and each ONNX file's metadata."""
+    from edgepose.runtime.session import open_session
+    from edgepose.runtime.sources import read_image
+
+    if not models:
+        raise ConfigError("no model given; pass checkpoints (.pt) or ONNX files")
+    inputs = resolve_inputs(models, warn)
+    val = load_val(data, num_images)
+    image = read_image(val.dataset.image_path(val.dataset.records[0]))
+    quantizing = any(m.kind is InputKind.CHECKPOINT for m in inputs) and any(
+        v is not Precision.FLOAT for v in variants
+    )
+    if quantizing and calib is None:
+        raise ConfigError("quantizing a checkpoint needs calibration images; pass --calib DIR")
+    if quantizing:
+        from edgepose.quant.calib import find_images, select_images
+
+        select_images(find_images(calib), num_calib)  # fail fast: before any export or quantization
+    for m in inputs:  # a bad ONNX (no metadata, not ONNX) is reported before any export
+        if m.kind is InputKind.ONNX:
+            open_session(m.path, threads)
+    return inputs, val, image
+
+
+def _candidates(
+    inputs: Sequence[ModelInput],
+    variants: Sequence[Precision],
+    *,
+    calib: str | os.PathLike[str] | None,
+    num_calib: int | None,
+    cache: BenchCache,
+    threads: int,
+    progress: Progress | None,
+) -> list[Candidate]:
+    """The model files to measure: ONNX inputs as they are, checkpoints exported + quantized (cached)."""
+    out: list[Candidate] = []
+    for m in inputs:
+        if m.kind is InputKind.ONNX:
+            out.append(Candidate(str(m.path), m.path, InputKind.ONNX, None))
+        else:
+            out += prepare_checkpoint(m, variants, calib=Path(calib) if calib else Path(),
+                                      num_calib=num_calib, cache=cache, threads=threads,
+                                      progress=progress)  # fmt: skip
+    return out
+
+
+def _rows(
+    candidates: Sequence[Candidate],
+    evaluated: Sequence[tuple[PoseEstimator, Accuracy]],
+    lats: Sequence[Latency],
+    *,
+    threads: int,
+    val: ValSet,
+    warn: Warn,
+) -> list[BenchRow]:
+    """One row per model file, ΔAP filled in; warns once per model input size that is not the val set's."""
+    rows: list[BenchRow] = []
+    warned_sizes: set[tuple[int, int]] = set()
+    val_size = val.typical_size()
+    for cand, (est, acc), lat in zip(candidates, evaluated, lats, strict=True):
+        row = _row(cand, est, acc, lat, threads)
+        if row.input_size != val_size and row.input_size not in warned_sizes:
+            warned_sizes.add(row.input_size)
+            (h, w), (vh, vw) = row.input_size, val_size
+            warn(
+                f"model input {h}x{w} ({row.label}) differs from the val images ({vh}x{vw}); letterbox "
+                "resizes every image to the model input, so accuracy is measured at the model's size"
+            )
+        rows.append(row)
+    fill_delta_ap(rows)
+    return rows
+
+
+def _settings(
+    val: ValSet,
+    variants: Sequence[Precision],
+    *,
+    calib: str | os.PathLike[str] | None,
+    num_calib: int | None,
+    threads: int,
+    runs: int,
+    warmup: int,
+    cache: BenchCache,
+) -> dict[str, object]:
+    """The conditions of the measurement: everything a reader of bench.json needs to compare figures."""
+    import onnxruntime as ort
+
+    return {
+        "data": str(val.source), "num_images": len(val), "threads": threads, "runs": runs, "warmup": warmup,
+        "batch": 1, "eval_setting": {"conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det},
+        "latency_setting": {"conf": DEPLOY.conf, "iou": DEPLOY.iou},
+        "variants": [v.value for v in variants], "calib": str(calib) if calib else None,
+        "num_calib": num_calib, "cache_dir": str(cache.root), "ap_scale": "fraction in [0, 1]",
+        "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {platform.platform(terse=True)}",
+        "python": platform.python_version(), "onnxruntime": ort.__version__, "edgepose": __version__,
+    }  # fmt: skip
 
 
 def run_bench(
@@ -127,9 +224,9 @@ def run_bench(
     variants: Sequence[Precision] = ALL_VARIANTS,
     calib: str | os.PathLike[str] | None = None,
     num_calib: int | None = None,
-    threads: int = DEFAULT_THREADS,
-    runs: int = DEFAULT_RUNS,
-    warmup: int = DEFAULT_WARMUP,
+    threads: int = BENCH_THREADS,
+    runs: int = BENCH_RUNS,
+    warmup: int = BENCH_WARMUP,
     num_images: int | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
@@ -150,76 +247,28 @@ def run_bench(
             warn(message)
 
     check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib)
-    if not models:
-        raise ConfigError("no model given; pass checkpoints (.pt) or ONNX files")
     if out_dir is not None:
         _check_out(Path(out_dir))
-    inputs = resolve_inputs(models, on_warning)
-    val = load_val(data, num_images)
-    from edgepose.runtime.sources import read_image
-
-    image = read_image(val.dataset.image_path(val.dataset.records[0]))  # the latency image
-    checkpoints = [m for m in inputs if m.kind is SourceKind.CHECKPOINT]
-    if checkpoints and any(v is not Precision.FLOAT for v in variants) and calib is None:
-        raise ConfigError("quantizing a checkpoint needs calibration images; pass --calib DIR")
-    if checkpoints and any(v is not Precision.FLOAT for v in variants):
-        from edgepose.quant.calib import find_images, select_images
-
-        select_images(find_images(calib), num_calib)  # fail fast: before any export or quantization
-    from edgepose.runtime.session import open_session
-
-    for m in inputs:  # fail fast: a bad ONNX (no metadata, not ONNX) is reported before any export
-        if m.kind is SourceKind.ONNX:
-            open_session(m.path, threads)
-
+    inputs, val, image = _check_inputs(models, data, variants, calib, num_calib=num_calib, threads=threads,
+                                num_images=num_images, warn=on_warning)  # fmt: skip
     cache = BenchCache(Path(cache_dir))
-    candidates: list[Candidate] = []
-    for m in inputs:
-        if m.kind is SourceKind.ONNX:
-            candidates.append(_onnx_candidate(m.path))
-        else:
-            candidates += prepare_checkpoint(m, variants, calib=Path(calib) if calib else Path(),
-                                             num_calib=num_calib, cache=cache, threads=threads,
-                                             progress=progress)  # fmt: skip
-
+    candidates = _candidates(inputs, variants, calib=calib, num_calib=num_calib, cache=cache, threads=threads,
+                             progress=progress)  # fmt: skip
     evaluated = [_evaluate(c, val, threads=threads, progress=progress, warn=on_warning) for c in candidates]
-    # Latency after all accuracy runs, every model timed in the same rounds (see measure_latencies).
-    stage = f"latency, {len(candidates)} model(s) interleaved"
+    # Latency after all accuracy runs, every model timed in the same rounds (see measure_latencies), at the
+    # deployment setting (what a board runs).
     lats = measure_latencies(
         [est for est, _ in evaluated],
         image,
         runs=runs,
         warmup=warmup,
-        conf=DEPLOY_CONF,
-        iou=DEPLOY_IOU,
-        progress=(lambda d, n: progress(stage, d, n)) if progress else None,
+        conf=DEPLOY.conf,
+        iou=DEPLOY.iou,
+        progress=for_stage(progress, f"latency, {len(candidates)} model(s) interleaved"),
     )
-    rows: list[BenchRow] = []
-    warned_sizes: set[tuple[int, int]] = set()
-    val_size = val.typical_size()
-    for cand, (est, acc), lat in zip(candidates, evaluated, lats, strict=True):
-        row = _row(cand, est, acc, lat, threads)
-        if row.input_size != val_size and row.input_size not in warned_sizes:
-            warned_sizes.add(row.input_size)
-            h, w = row.input_size
-            vh, vw = val_size
-            on_warning(
-                f"model input {h}x{w} ({row.label}) differs from the val images ({vh}x{vw}); letterbox "
-                "resizes every image to the model input, so accuracy is measured at the model's size"
-            )
-        rows.append(row)
-    fill_delta_ap(rows)
-    import onnxruntime as ort
-
-    settings: dict[str, object] = {
-        "data": str(val.source), "num_images": len(val), "threads": threads, "runs": runs, "warmup": warmup,
-        "batch": 1, "eval_setting": {"conf": EVAL_CONF, "iou": EVAL_IOU, "max_det": EVAL_MAX_DET},
-        "latency_setting": {"conf": DEPLOY_CONF, "iou": DEPLOY_IOU},
-        "variants": [v.value for v in variants], "calib": str(calib) if calib else None,
-        "num_calib": num_calib, "cache_dir": str(cache.root), "ap_scale": "fraction in [0, 1]",
-        "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {platform.platform(terse=True)}",
-        "python": platform.python_version(), "onnxruntime": ort.__version__, "edgepose": __version__,
-    }  # fmt: skip
+    rows = _rows(candidates, evaluated, lats, threads=threads, val=val, warn=on_warning)
+    settings = _settings(val, variants, calib=calib, num_calib=num_calib, threads=threads, runs=runs,
+                         warmup=warmup, cache=cache)  # fmt: skip
     result = BenchResult(
         rows, settings, warnings, [str(p) for p in cache.made], [str(p) for p in cache.reused]
     )

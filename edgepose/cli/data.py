@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgepose.cli import app
+from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors
 from edgepose.data.convert import DataFormat
 from edgepose.errors import ConfigError
@@ -36,6 +36,7 @@ def synth(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgepose.data.coco import read_coco
+    from edgepose.data.convert import coco_json
     from edgepose.data.synth import synthesize
 
     start = time.perf_counter()  # synthesize() checks --num-images and --size before writing anything
@@ -51,7 +52,7 @@ def synth(
             progress=lambda done: progress.update(task, completed=done),
         )
     seconds = time.perf_counter() - start
-    people = sum(r.num_people for r in read_coco(path / "annotations.json").records)
+    people = sum(r.num_people for r in read_coco(coco_json(path)).records)
     console.print(
         f"wrote {path}: {num_images} images, {people} people in {seconds:.1f} s "
         f"({num_images / max(seconds, 1e-9):.0f} images/s)",

@@ -3,81 +3,91 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgepose.cli import app
+from edgepose.cli._app import app
 from edgepose.cli._common import console, handle_errors, warn
+from edgepose.defaults import DEFAULT_OPSET, DEPLOY, EVAL
 from edgepose.errors import ConfigError
 from edgepose.export.importer.options import KptConf, Layout
 from edgepose.spec import InputFormat
 
+if TYPE_CHECKING:
+    from edgepose.export.exporter import ExportReport
+
 _HELP_CONF = (
-    "Baked score threshold (0.25 deploys; use 0.001 for COCO evaluation). Overridable at run time via the "
-    "'score_threshold' input."
+    f"Baked score threshold ({DEPLOY.conf} deploys; use {EVAL.conf} for COCO evaluation). Overridable at "
+    "run time via the 'score_threshold' input."
 )
+
+
+# Options of `edgepose export` (typer reads the help, default and parser from each).
+_WeightsOpt = Annotated[
+    Path | None, typer.Option("--weights", help="Checkpoint (.pt) from `edgepose train`.")
+]
+_FromOnnxOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-onnx",
+        help="Instead of --weights: wrap a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose, "
+        "one output (B, 4 + 1 + 3K, N)) with edgepose's decode/NMS tail and metadata.",
+    ),
+]
+_LayoutOpt = Annotated[Layout, typer.Option("--layout", help="--from-onnx: the source's output layout.")]
+_KptConfOpt = Annotated[
+    KptConf,
+    typer.Option(
+        "--kpt-conf", help="--from-onnx: keypoint visibility is logit or prob; auto reads it from the graph."
+    ),
+]
+_ImgOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--img", help="Input size in pixels (square); default: the model's (needed for dynamic --from-onnx)."
+    ),
+]
+_OutOpt = Annotated[Path, typer.Option("--out", help="Output .onnx file.")]
+_OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")]
+_BatchOpt = Annotated[int, typer.Option("--batch", help="Static batch size.")]
+_DynamicBatchOpt = Annotated[bool, typer.Option("--dynamic-batch", help="Batch size chosen at run time.")]
+_ConfOpt = Annotated[float, typer.Option("--conf", help=_HELP_CONF)]
+_IouOpt = Annotated[float, typer.Option("--iou", help="Baked NMS IoU threshold (input 'iou_threshold').")]
+_MaxDetOpt = Annotated[
+    int,
+    typer.Option("--max-det", help="Detections per image: fixes the output shape (input 'max_detections')."),
+]
+_InputFormatOpt = Annotated[
+    InputFormat, typer.Option("--input-format", help="float: RGB in [0, 1]; uint8: raw RGB 0-255.")
+]
+_NoNmsOpt = Annotated[
+    bool,
+    typer.Option("--no-nms", help="Write the raw-head graph (one output per stride) for vendor compilers."),
+]
+_NoVerifyOpt = Annotated[
+    bool, typer.Option("--no-verify", help="Skip the onnxruntime vs PyTorch check (not recommended).")
+]
 
 
 @app.command()
 @handle_errors
 def export(
-    weights: Annotated[
-        Path | None, typer.Option("--weights", help="Checkpoint (.pt) from `edgepose train`.")
-    ] = None,
-    from_onnx: Annotated[
-        Path | None,
-        typer.Option(
-            "--from-onnx",
-            help="Instead of --weights: wrap a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose, "
-            "one output (B, 4 + 1 + 3K, N)) with edgepose's decode/NMS tail and metadata.",
-        ),
-    ] = None,
-    layout: Annotated[
-        Layout, typer.Option("--layout", help="--from-onnx: the source's output layout.")
-    ] = Layout.ULTRALYTICS_POSE,
-    kpt_conf: Annotated[
-        KptConf,
-        typer.Option(
-            "--kpt-conf",
-            help="--from-onnx: keypoint visibility is logit or prob; auto reads it from the graph.",
-        ),
-    ] = KptConf.AUTO,
-    img: Annotated[
-        int | None,
-        typer.Option(
-            "--img",
-            help="Input size in pixels (square); default: the model's (needed for dynamic --from-onnx).",
-        ),
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Output .onnx file.")] = Path("model.onnx"),
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")] = 17,
-    batch: Annotated[int, typer.Option("--batch", help="Static batch size.")] = 1,
-    dynamic_batch: Annotated[
-        bool, typer.Option("--dynamic-batch", help="Batch size chosen at run time.")
-    ] = False,
-    conf: Annotated[float, typer.Option("--conf", help=_HELP_CONF)] = 0.25,
-    iou: Annotated[
-        float, typer.Option("--iou", help="Baked NMS IoU threshold (input 'iou_threshold').")
-    ] = 0.45,
-    max_det: Annotated[
-        int,
-        typer.Option(
-            "--max-det", help="Detections per image: fixes the output shape (input 'max_detections')."
-        ),
-    ] = 100,
-    input_format: Annotated[
-        InputFormat, typer.Option("--input-format", help="float: RGB in [0, 1]; uint8: raw RGB 0-255.")
-    ] = InputFormat.FLOAT,
-    no_nms: Annotated[
-        bool,
-        typer.Option(
-            "--no-nms", help="Write the raw-head graph (one output per stride) for vendor compilers."
-        ),
-    ] = False,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Skip the onnxruntime vs PyTorch check (not recommended).")
-    ] = False,
+    weights: _WeightsOpt = None,
+    from_onnx: _FromOnnxOpt = None,
+    layout: _LayoutOpt = Layout.ULTRALYTICS_POSE,
+    kpt_conf: _KptConfOpt = KptConf.AUTO,
+    img: _ImgOpt = None,
+    out: _OutOpt = Path("model.onnx"),
+    opset: _OpsetOpt = DEFAULT_OPSET,
+    batch: _BatchOpt = 1,
+    dynamic_batch: _DynamicBatchOpt = False,
+    conf: _ConfOpt = DEPLOY.conf,
+    iou: _IouOpt = DEPLOY.iou,
+    max_det: _MaxDetOpt = DEPLOY.max_det,
+    input_format: _InputFormatOpt = InputFormat.FLOAT,
+    no_nms: _NoNmsOpt = False,
+    no_verify: _NoVerifyOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX: image in, zero-padded detections + poses out; verified against PyTorch.
 
@@ -87,7 +97,7 @@ def export(
         raise ConfigError("pass exactly one of --weights CKPT or --from-onnx MODEL.onnx")
     if from_onnx is not None:
         only_weights = {
-            "--opset": opset != 17, "--batch": batch != 1, "--dynamic-batch": dynamic_batch,
+            "--opset": opset != DEFAULT_OPSET, "--batch": batch != 1, "--dynamic-batch": dynamic_batch,
             "--input-format": input_format is not InputFormat.FLOAT, "--no-nms": no_nms,
         }  # fmt: skip
         given = [o for o, on in only_weights.items() if on]
@@ -116,28 +126,7 @@ def export(
         nms=not no_nms,
         verify=not no_verify,
     )
-    h, w = r.spec.input_size
-    console.print(
-        f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB): {r.spec.graph.value} graph, {h}x{w} "
-        f"{r.spec.input_format.value} input, opset {r.opset}, IR {r.ir_version}, {r.nodes.total} nodes "
-        f"({r.nodes.tail} in the decode/NMS tail) in {r.seconds:.1f} s",
-        highlight=False,
-        soft_wrap=True,
-    )
-    if r.verify is not None:
-        v = r.verify
-        console.print(
-            f"verified on {v.images} images at score thresholds {', '.join(f'{t:g}' for t in v.thresholds)}: "
-            f"{v.detections} detections match PyTorch; max diff box {v.max_box_diff:.2e} px, "
-            f"keypoints {v.max_kpt_diff:.2e} px, scores {v.max_prob_diff:.1e}"
-            + (
-                f"; {v.borderline} image/threshold pair(s) differ by one NMS decision at float-rounding level"
-                if v.borderline
-                else ""
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
+    _print_export(r)
 
 
 def _import(src: Path, out: Path, *, layout: Layout, kpt_conf: KptConf, img: int | None, conf: float,
@@ -171,3 +160,29 @@ def _import(src: Path, out: Path, *, layout: Layout, kpt_conf: KptConf, img: int
         )
     for note in r.notes:
         warn(note)
+
+
+def _print_export(r: ExportReport) -> None:
+    """What was written, and how it matched PyTorch."""
+    h, w = r.spec.input_size
+    console.print(
+        f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB): {r.spec.graph.value} graph, {h}x{w} "
+        f"{r.spec.input_format.value} input, opset {r.opset}, IR {r.ir_version}, {r.nodes.total} nodes "
+        f"({r.nodes.tail} in the decode/NMS tail) in {r.seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if r.verify is not None:
+        v = r.verify
+        console.print(
+            f"verified on {v.images} images at score thresholds {', '.join(f'{t:g}' for t in v.thresholds)}: "
+            f"{v.detections} detections match PyTorch; max diff box {v.max_box_diff:.2e} px, "
+            f"keypoints {v.max_kpt_diff:.2e} px, scores {v.max_prob_diff:.1e}"
+            + (
+                f"; {v.borderline} image/threshold pair(s) differ by one NMS decision at float-rounding level"
+                if v.borderline
+                else ""
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )

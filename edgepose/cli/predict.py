@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgepose.cli import app
+from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors, warn
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+
+    from edgepose.runtime import PoseEstimator, Source, Timings
+    from edgepose.runtime.pipeline import PredictOptions, SourceDone
 
 DEFAULT_OUT = Path("runs/predict")
 
@@ -65,19 +69,8 @@ def predict(
     ] = False,
 ) -> None:
     """Predict poses; write annotated images/videos (and COCO JSON) into one output folder."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edgepose.fsio import atomic_dir
     from edgepose.runtime import PoseEstimator, resolve_sources
-    from edgepose.runtime.pipeline import (
-        FrameDone,
-        PredictOptions,
-        Skipped,
-        SourceDone,
-        SourceStarted,
-        run_predict,
-    )
-    from edgepose.runtime.sources import SourceKind
+    from edgepose.runtime.pipeline import PredictOptions
     from edgepose.spec import IOU_THR_NAME, SCORE_THR_NAME
 
     estimator = PoseEstimator(model, threads=threads)
@@ -92,16 +85,35 @@ def predict(
     if out is None:
         DEFAULT_OUT.parent.mkdir(parents=True, exist_ok=True)
         out = _next_free(DEFAULT_OUT)
+    tally = _run_with_bars(estimator, resolved, out, options)
+    _print_summary(tally, out, show_fps)
 
-    n_images = sum(s.kind is SourceKind.IMAGE for s in resolved)
-    people, frames, skipped, timings, done = 0, 0, 0, [], []
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]}"),
-        TimeElapsedColumn(),
-    )
+
+@dataclass
+class _Tally:
+    """What the run did, for the summary lines."""
+
+    people: int = 0
+    frames: int = 0
+    skipped: int = 0
+    timings: list[Timings] = field(default_factory=list)
+    streams: list[SourceDone] = field(default_factory=list)  # finished videos and cameras
+
+
+def _run_with_bars(
+    estimator: PoseEstimator, sources: list[Source], out: Path, options: PredictOptions
+) -> _Tally:
+    """`run_predict` into an atomic OUT, with one bar for the images and one per video or camera."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgepose.fsio import atomic_dir
+    from edgepose.runtime.pipeline import FrameDone, Skipped, SourceDone, SourceStarted, run_predict
+    from edgepose.runtime.sources import SourceKind
+
+    tally = _Tally()
+    n_images = sum(s.kind is SourceKind.IMAGE for s in sources)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[fps]}"), TimeElapsedColumn())  # fmt: skip
     with (
         atomic_dir(out) as tmp,
         Progress(*columns, console=err_console, transient=False) as bar,
@@ -109,35 +121,39 @@ def predict(
     ):
         images_task = progress.add_task("images", total=n_images, fps="") if n_images else None
         task = images_task
-        for event in run_predict(estimator, resolved, tmp, options):
+        for event in run_predict(estimator, sources, tmp, options):
             if isinstance(event, SourceStarted) and event.source.kind is not SourceKind.IMAGE:
                 task = progress.add_task(event.source.label, total=event.total, fps="")
             elif isinstance(event, SourceStarted):
                 task = images_task
             elif isinstance(event, Skipped):
-                skipped += 1
+                tally.skipped += 1
                 warn(f"skipped {event.reason}")
                 progress.advance(task)  # type: ignore[arg-type]
             elif isinstance(event, FrameDone):
-                people, frames = people + len(event.result), frames + 1
-                timings.append(event.result.timings)
+                tally.people, tally.frames = tally.people + len(event.result), tally.frames + 1
+                tally.timings.append(event.result.timings)  # type: ignore[arg-type]
                 fps = f"{event.fps:.1f} FPS" if event.source.kind is not SourceKind.IMAGE else ""
                 progress.update(task, advance=1, fps=fps)  # type: ignore[arg-type]
-            elif isinstance(event, SourceDone):
-                done.append(event)
-    for event in done:
-        if event.source.kind is not SourceKind.IMAGE:
-            name = out / event.output.name
-            console.print(f"{event.source.label}: {event.frames} frames at {event.fps:.1f} FPS -> {name}")
+            elif isinstance(event, SourceDone) and event.source.kind is not SourceKind.IMAGE:
+                tally.streams.append(event)
+    return tally
+
+
+def _print_summary(tally: _Tally, out: Path, show_fps: bool) -> None:
+    for event in tally.streams:
+        name = out / event.output.name
+        console.print(f"{event.source.label}: {event.frames} frames at {event.fps:.1f} FPS -> {name}")
     console.print(
-        f"{frames} image(s)/frame(s), {people} people found, {skipped} skipped; outputs in {out}",
+        f"{tally.frames} image(s)/frame(s), {tally.people} people found, {tally.skipped} skipped; "
+        f"outputs in {out}",
         highlight=False,
     )
-    if show_fps and timings:
-        n = len(timings)
-        pre = sum(t.preprocess_ms for t in timings) / n
-        inf = sum(t.inference_ms for t in timings) / n
-        post = sum(t.postprocess_ms for t in timings) / n
+    if show_fps and tally.timings:
+        n = len(tally.timings)
+        pre = sum(t.preprocess_ms for t in tally.timings) / n
+        inf = sum(t.inference_ms for t in tally.timings) / n
+        post = sum(t.postprocess_ms for t in tally.timings) / n
         console.print(
             f"mean per image: preprocess {pre:.1f} ms, inference {inf:.1f} ms, postprocess {post:.1f} ms "
             f"({1000.0 / max(1e-9, pre + inf + post):.1f} FPS model-only)",

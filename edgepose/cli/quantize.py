@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgepose.cli import app
-from edgepose.cli._common import console, err_console, handle_errors
+from edgepose.cli._app import app
+from edgepose.cli._common import console, handle_errors, stage_bars
+from edgepose.defaults import MIXED_BUDGET
 from edgepose.errors import ConfigError
-from edgepose.quant.options import CalibMethod, HighPrecision
+from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
+from edgepose.spec import Precision
+
+if TYPE_CHECKING:
+    from edgepose.quant.report import QuantReport
 
 
 @app.command()
@@ -28,7 +33,8 @@ def quantize(
         bool, typer.Option("--mixed", help="Keep the most 8-bit-sensitive layers at high precision.")
     ] = False,
     budget: Annotated[
-        float | None, typer.Option("--budget", help="--mixed: fraction of layers kept high (default 0.3).")
+        float | None,
+        typer.Option("--budget", help=f"--mixed: fraction of layers kept high (default {MIXED_BUDGET})."),
     ] = None,
     max_drop: Annotated[
         float | None,
@@ -44,11 +50,7 @@ def quantize(
     ] = None,
 ) -> None:
     """Quantize MODEL with onnxruntime (static QDQ, per-channel weights); the decode/NMS tail stays float."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
     from edgepose.quant.quantize import check_options, quantize_model, report_path
-    from edgepose.spec import Precision
 
     if mixed == (bits is not None):
         raise ConfigError("choose exactly one of --bits 8, --bits 16 or --mixed")
@@ -61,36 +63,35 @@ def quantize(
     precision = Precision.MIXED if mixed else (Precision.INT8 if bits == 8 else Precision.INT16)
     check_options(precision, budget, max_drop)
 
-    columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with stage_bars(12, transient=True) as (_, progress):
         report = quantize_model(
             model,
             calib,
             out,
             precision=precision,
             num_calib=num_calib,
-            budget=0.3 if budget is None else budget,
+            budget=MIXED_BUDGET if budget is None else budget,
             max_drop=max_drop,
             high_precision=high_precision,
             method=method,
             progress=progress,
         )
 
+    _print_report(report)
+    console.print(f"wrote {report.output} and {report_path(report.output)}", highlight=False, soft_wrap=True)
+
+
+def _print_report(report: QuantReport) -> None:
+    """Per-layer precision (--mixed: the layers kept high in bold), then the totals."""
+    from rich.table import Table
+
     table = Table(title=f"{Path(report.output).name}: per-layer precision", title_justify="left")
     for col, just in (("layer", "left"), ("op", "left"), ("sensitivity", "right"), ("SQNR dB", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     table.add_column("precision")
-    for row in report.rows():
-        style = None if row[4] == "int8" or precision is not Precision.MIXED else "bold"
-        table.add_row(*row, style=style)
+    mixed = report.precision is Precision.MIXED
+    for layer, row in zip(report.layers, report.rows(), strict=True):
+        table.add_row(*row, style="bold" if mixed and layer.precision is not LayerPrecision.INT8 else None)
     console.print(table)
     for line in report.summary():
         console.print(line, highlight=False, soft_wrap=True)
-    console.print(f"wrote {report.output} and {report_path(report.output)}", highlight=False, soft_wrap=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import numpy as np
 from edgepose.data.coco import load_json
 from edgepose.errors import DataError
 from edgepose.spec import COCO_KEYPOINTS, sigmas_for
+
+_RESULT_KEYS = ("image_id", "keypoints", "score")  # category_id defaults to 1 (person)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,49 @@ def _gt_dict(gt: str | Path | dict) -> tuple[dict, str]:
     return data, name
 
 
+def load_predictions(path: Path, gt_image_ids: set[int], num_keypoints: int) -> list[dict]:
+    """Check a COCO keypoint results file (a JSON list of {image_id, keypoints, score})."""
+    if not path.is_file():
+        raise DataError(f"{path}: prediction file not found; pass --pred PRED.json (COCO results format)")
+    try:
+        preds = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); pass a COCO keypoint results file") from exc
+    if not isinstance(preds, list):
+        raise DataError(
+            f"{path}: expected a JSON list of COCO results, got a {type(preds).__name__}; "
+            "write [{image_id, category_id, keypoints, score}, ...]"
+        )
+    for i, p in enumerate(preds):
+        missing = [k for k in _RESULT_KEYS if not isinstance(p, dict) or k not in p]
+        if missing:
+            raise DataError(
+                f"{path}: result {i} lacks {', '.join(missing)}; each result needs {', '.join(_RESULT_KEYS)}"
+            )
+        kpts = p["keypoints"]
+        if not isinstance(kpts, list) or len(kpts) != 3 * num_keypoints:
+            n = len(kpts) if isinstance(kpts, list) else type(kpts).__name__
+            raise DataError(
+                f"{path}: result {i} has {n} keypoint values, expected {3 * num_keypoints} "
+                f"({num_keypoints} x 3: x, y, score)"
+            )
+        finite = (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in [*kpts, p["score"]]
+        )
+        if not all(finite):
+            raise DataError(
+                f"{path}: result {i} has a keypoint or score that is not a finite number; "
+                "write numbers only (no strings, NaN or Infinity)"
+            )
+        if p["image_id"] not in gt_image_ids:
+            raise DataError(
+                f"{path}: result {i} has image_id {p['image_id']!r}, which is not in the ground truth; "
+                "predict on the ground-truth images (or pass the matching --gt)"
+            )
+    return preds
+
+
 def evaluate_keypoints(gt: str | Path | dict, predictions: list[dict]) -> KeypointMetrics:
     """COCO keypoint AP/AR of `predictions` (COCO results dicts) against ground truth (a JSON path or dict).
 
@@ -68,8 +115,8 @@ def evaluate_keypoints(gt: str | Path | dict, predictions: list[dict]) -> Keypoi
     gt_ids = {img["id"] for img in data["images"]}
     anns = data["annotations"]
     k = len(anns[0]["keypoints"]) // 3 if anns else len(predictions[0].get("keypoints", [])) // 3
-    for i, p in enumerate(predictions):
-        if not isinstance(p, dict) or "image_id" not in p or "keypoints" not in p or "score" not in p:
+    for i, p in enumerate(predictions):  # the in-memory twin of load_predictions' checks
+        if not isinstance(p, dict) or any(k not in p for k in _RESULT_KEYS):
             raise DataError(f"prediction {i} needs 'image_id', 'keypoints' and 'score' (COCO results format)")
         if p["image_id"] not in gt_ids:
             raise DataError(f"prediction {i} is for image id {p['image_id']}, which is not in {name}")

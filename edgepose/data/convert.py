@@ -10,13 +10,19 @@ from pathlib import Path
 from edgepose.data.types import PoseDataset
 from edgepose.errors import DataError
 from edgepose.fsio import atomic_dir
-
-COCO_JSON_NAME = "annotations.json"  # the layout `data synth` writes: DIR/images/ + DIR/annotations.json
+from edgepose.spec import ANNOTATIONS_FILE
 
 
 class DataFormat(str, enum.Enum):
     COCO = "coco"
     YOLO = "yolo"
+
+
+def coco_json(src: str | os.PathLike[str]) -> Path:
+    """The COCO keypoints JSON a path names: DIR/ANNOTATIONS_FILE for a dataset folder that holds one (the
+    layout `data synth` and `data convert --to coco` write), else the path itself (checked by its reader)."""
+    p = Path(src)
+    return p / ANNOTATIONS_FILE if p.is_dir() and (p / ANNOTATIONS_FILE).is_file() else p
 
 
 def detect_format(src: str | os.PathLike[str]) -> tuple[DataFormat, Path]:
@@ -29,14 +35,14 @@ def detect_format(src: str | os.PathLike[str]) -> tuple[DataFormat, Path]:
         if p.suffix.lower() == ".json":
             return DataFormat.COCO, p
         raise DataError(
-            f"{p}: not a dataset; pass a COCO .json file or a folder with {COCO_JSON_NAME} or labels/"
+            f"{p}: not a dataset; pass a COCO .json file or a folder with {ANNOTATIONS_FILE} or labels/"
         )
-    if (p / COCO_JSON_NAME).is_file():
-        return DataFormat.COCO, p / COCO_JSON_NAME
+    if coco_json(p) != p:
+        return DataFormat.COCO, coco_json(p)
     if (p / "labels").is_dir():
         return DataFormat.YOLO, p
     raise DataError(
-        f"{p}: neither {COCO_JSON_NAME} (COCO) nor labels/ (YOLO-pose) found in this folder; "
+        f"{p}: neither {ANNOTATIONS_FILE} (COCO) nor labels/ (YOLO-pose) found in this folder; "
         "pass a dataset folder or the COCO .json itself"
     )
 
@@ -64,7 +70,7 @@ def _write_coco_dir(dataset: PoseDataset, out_dir: Path, overwrite: bool) -> Pat
             link_or_copy(dataset.image_path(rec), tmp / "images" / name)
         records = [dataclasses.replace(r, file_name=n) for r, n in zip(dataset.records, names, strict=True)]
         flat = dataclasses.replace(dataset, image_dir=out_dir / "images", records=records)
-        write_coco(flat, tmp / COCO_JSON_NAME)
+        write_coco(flat, tmp / ANNOTATIONS_FILE)
     return out_dir
 
 

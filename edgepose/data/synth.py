@@ -18,10 +18,12 @@ import numpy as np
 
 from edgepose import fsio
 from edgepose.data.coco import write_coco
-from edgepose.data.synth_body import KEYPOINT_PARTS, PARTS_PER_PERSON, draw_person, owner_box, sample_person
+from edgepose.data.synth_body import KEYPOINT_PARTS, PARTS_PER_PERSON, sample_person
+from edgepose.data.synth_draw import draw_person, owner_box
 from edgepose.data.synth_scene import background, clutter, finish, occluders
 from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.errors import ConfigError
+from edgepose.spec import ANNOTATIONS_FILE
 
 MAX_PEOPLE = 8
 _COUNT_WEIGHTS = np.array([3, 20, 20, 17, 13, 9, 7, 6, 5], np.float64)  # P(n people), n = 0..8
@@ -150,7 +152,7 @@ def synthesize(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
-    """Write out_dir/images/000000.jpg ... and out_dir/annotations.json (COCO keypoints); returns out_dir.
+    """Write out_dir/images/000000.jpg ... and out_dir/ANNOTATIONS_FILE (COCO keypoints); returns out_dir.
 
     `progress` is called after each image with the number of images written so far. The folder
     appears only when complete (nothing is left behind on an error or Ctrl-C).
@@ -187,5 +189,5 @@ def synthesize(
             )
             if progress is not None:
                 progress(i + 1)
-        write_coco(PoseDataset(out / "images", records), tmp / "annotations.json")
+        write_coco(PoseDataset(out / "images", records), tmp / ANNOTATIONS_FILE)
     return out

@@ -1,9 +1,14 @@
 """Articulated synthetic people: a 3-D kinematic skeleton posed in human joint ranges, projected to 2-D.
 
 A body is built in body units (standing height = 1; x = the person's left, y = up, z = forward),
-turned by a view yaw (front, three-quarter, side, back), projected orthographically and drawn as
-capsule limbs, a torso hull, a neck and a head ellipse, far parts first. Every part is drawn into
-an owner map too (`owner_code(person, part)`), from which the scene derives keypoint visibility.
+turned by a view yaw (front, three-quarter, side, back), projected orthographically and described as
+capsule limbs, a torso hull, a neck and a head ellipse (`Person`); edgepose.data.synth_draw draws it,
+far parts first, and into an owner map too (`owner_code(person, part)`), from which the scene derives
+keypoint visibility.
+
+Over 300 lines on purpose: the pose families, joint ranges, skeleton tables, palettes and the sampler
+that reads them are one concept, and the sampler's arithmetic is pinned to the bit (see the note above
+`sample_person`), so its tables are easiest to check side by side with the code.
 """
 
 from __future__ import annotations
@@ -15,9 +20,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-SHIFT = 4  # cv2 sub-pixel drawing: coordinates are multiplied by 2**SHIFT
-_ONE = 1 << SHIFT
 
 
 class Part(enum.IntEnum):
@@ -280,6 +282,58 @@ _SKIN_L, _TROUSERS_L, _HAIR_L = _SKIN.tolist(), _TROUSERS.tolist(), _HAIR.tolist
 def sample_person(rng: np.random.Generator, size: int, height_frac: float, light: float) -> Person:
     """A random person of standing height `height_frac` x `size`, placed (possibly truncated) in the image."""
     family = _FAMILIES[bisect.bisect(_FAMILY_CDF, rng.random())]  # rng.choice(p=) is 10x slower
+    body = _body_3d(rng, family)
+    scale = height_frac * size
+    view = _rot_y(body.yaw)
+    q, xy = _project(body, view, scale)
+    face_n_z = (_FACE_NORM @ body.head_rot.T @ view.T)[:, 2]  # (5,) normal toward the camera
+    face_hidden = np.zeros(17, bool)
+    face_hidden[:5] = face_n_z < _FACE_HIDE_BELOW
+    s_abs = abs(math.sin(body.yaw))
+    torso_key = -0.02 - 0.07 * min(1.0, max(0.0, (s_abs - 0.5) / 0.5))
+    off, bottom = _place(rng, xy, family, size)
+    kp = xy[_KP_ROWS] + off  # (17, 2)
+    joints = (xy[: len(_JOINTS)] + off).tolist()  # (J, 2) as lists of floats
+    clothes, hair = _clothes(rng)
+    w = scale * body.girth  # limb thickness unit
+    segments = _limb_segments(joints, q[: len(_JOINTS), 2].tolist(), clothes, w, torso_key, light)
+    skin = clothes["skin"]
+    neck, head_c = joints[_J["neck"]], joints[_J["head"]]
+    segments.append((torso_key + 1e-3, int(P.NECK), neck, head_c, max(1.0, 0.05 * w), _shade(skin, light)))
+    # the ellipse's vertical axis along the neck
+    head_angle = math.degrees(math.atan2(head_c[1] - neck[1], head_c[0] - neck[0])) + 90.0
+    face_dir = (view @ body.head_rot)[:, 2]  # the head's forward vector in camera coordinates
+    head_axes = (scale * body.head_r[0] * (1 + 0.15 * s_abs), scale * body.head_r[1])
+    head = (head_c, head_axes, head_angle, _shade(skin, light), _shade(hair, light),
+            float(face_dir[0]), bool(face_dir[2] < -0.3))  # fmt: skip
+    return Person(
+        keypoints=kp,
+        face_hidden=face_hidden,
+        height_px=scale,
+        depth_y=float(bottom + off[1]),
+        segments=segments,
+        torso=xy[_TORSO_ROWS] + off,
+        torso_key=torso_key,
+        torso_color=_shade(clothes["shirt"], light),
+        head=head,
+        eyes=np.where(face_hidden[1:3, None], np.nan, kp[1:3]),  # the eyes are keypoints 1 and 2
+    )
+
+
+@dataclass
+class _Body:
+    """A posed body in body units before the view: 3-D points and what the head and the view need."""
+
+    points: np.ndarray  # (J + 13 + 5, 3): joints, torso hull landmarks, face points
+    head_rot: np.ndarray  # (3, 3)
+    head_r: tuple[float, float]  # head ellipse half-axes
+    girth: float
+    yaw: float  # view angle
+    roll: float  # in-image rotation
+
+
+def _body_3d(rng: np.random.Generator, family: PoseFamily) -> _Body:
+    """Joint angles, proportions and the 3-D points of one body (pelvis at the origin)."""
     a = _angles(rng, family)
     yaw = _yaw(rng, family)
     var = [min(max(v, 0.88), 1.12) for v in rng.normal(1.0, 0.05, 8).tolist()]  # = .clip(0.88, 1.12)
@@ -290,7 +344,7 @@ def sample_person(rng: np.random.Generator, size: int, height_frac: float, light
     head_r = (0.050 * var[5], 0.062 * var[5])
     girth = var[6]
 
-    # --- 3-D joints in body units (pelvis at the origin); the upper body is built in the spine's frame
+    # the upper body is built in the spine's frame
     r_torso = _rot_x(float(a["lean"])) @ _rot_z(float(a["bend"]))
     head_rot = (
         r_torso @ _rot_y(math.radians(rng.uniform(-35, 35))) @ _rot_x(math.radians(rng.uniform(-15, 15)))
@@ -327,34 +381,38 @@ def sample_person(rng: np.random.Generator, size: int, height_frac: float, light
     body[t0 : t0 + 10] = body[t0 : t0 + 10] @ r_torso.T
     face_local = _FACE_LOCAL * (head_r[1] / 0.062)
     body[_FACE_ROW:] = body[_J["head"]] + face_local @ head_rot.T
+    return _Body(body, head_rot, head_r, girth, yaw, float(a["roll"]))
 
-    view = _rot_y(yaw)
-    roll = float(a["roll"])
-    cr, sr = math.cos(roll), math.sin(roll)
-    scale = height_frac * size
-    q = body @ view.T  # (M, 3) camera frame: x right, y up, z toward the camera
+
+def _project(body: _Body, view: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(camera-frame points (M, 3): x right, y up, z toward the camera; image offsets (M, 2) px, y down)."""
+    cr, sr = math.cos(body.roll), math.sin(body.roll)
+    q = body.points @ view.T  # (M, 3)
     x, y = q[:, 0], -q[:, 1]
-    xy = np.empty((_N_ROWS, 2))  # (M, 2) image offsets, y down
+    xy = np.empty((_N_ROWS, 2))  # (M, 2)
     xy[:, 0] = x * cr - y * sr
     xy[:, 1] = x * sr + y * cr
     xy *= scale
-    face_n_z = (_FACE_NORM @ head_rot.T @ view.T)[:, 2]  # (5,) normal toward the camera
-    face_hidden = np.zeros(17, bool)
-    face_hidden[:5] = face_n_z < _FACE_HIDE_BELOW
+    return q, xy
 
-    s_abs = abs(math.sin(yaw))
-    torso_key = -0.02 - 0.07 * min(1.0, max(0.0, (s_abs - 0.5) / 0.5))
 
-    # --- place: the body's extent centre lands uniformly in (and a little beyond) the image
+def _place(
+    rng: np.random.Generator, xy: np.ndarray, family: PoseFamily, size: int
+) -> tuple[np.ndarray, float]:
+    """The offset that lands the body's extent centre uniformly in (and a little beyond) the image, and
+    the body's lowest image y before it."""
     allpts = xy[_EXTENT_ROWS]  # (33, 2)
     lo, hi = allpts.min(0), allpts.max(0)
     centre = rng.uniform(-0.1, 1.1, 2) * size
     centre[1] = rng.uniform(0.15, 0.95) * size if family is not PoseFamily.LYING else centre[1]
-    off = centre - (lo + hi) / 2
-    kp = xy[_KP_ROWS] + off  # (17, 2)
-    joints = (xy[: len(_JOINTS)] + off).tolist()  # (J, 2) as lists of floats
+    return centre - (lo + hi) / 2, hi[1]
 
-    # --- colours (a palette row times a float: int * float rounds as numpy's int64 -> float64 * float)
+
+def _clothes(rng: np.random.Generator) -> tuple[dict[str, list[float]], list[int]]:
+    """Colour of each clothing slot (BGR floats), and the hair colour.
+
+    A palette row times a float: int * float rounds as numpy's int64 -> float64 * float.
+    """
     row, f = _SKIN_L[rng.integers(len(_SKIN_L))], rng.uniform(0.9, 1.1)
     skin = [c * f for c in row]
     shirt = cv2.cvtColor(np.uint8([[[rng.integers(0, 180), rng.integers(40, 255), rng.integers(60, 250)]]]),
@@ -366,108 +424,17 @@ def sample_person(rng: np.random.Generator, size: int, height_frac: float, light
     long_sleeves, shorts = rng.random() < 0.5, rng.random() < 0.25
     clothes = {"shirt": shirt, "sleeve": shirt if long_sleeves else skin, "skin": skin, "trousers": trousers,
                "shin": skin if shorts else trousers, "shoes": shoes}  # fmt: skip
-    w = scale * girth
-    z = q[: len(_JOINTS), 2].tolist()  # depth toward the camera
+    return clothes, hair
+
+
+def _limb_segments(
+    joints: list, z: list[float], clothes: dict[str, list[float]], w: float, torso_key: float, light: float
+) -> list:
+    """The limb capsules, each keyed by its depth `z` toward the camera (far ones drawn first, in shadow)."""
     segments = []
     for order, (part, j1, j2, th, cloth) in enumerate(_LIMBS):
         key = max(z[j1], z[j2]) + 1e-4 * order
         shade = 0.78 if key < torso_key else 1.0  # far-side limbs in shadow
         colour = _shade(clothes[cloth], shade * light)
         segments.append((key, part, joints[j1], joints[j2], max(1.0, th * w), colour))
-    neck, head_c = joints[_J["neck"]], joints[_J["head"]]
-    segments.append((torso_key + 1e-3, int(P.NECK), neck, head_c, max(1.0, 0.05 * w), _shade(skin, light)))
-    # the ellipse's vertical axis along the neck
-    head_angle = math.degrees(math.atan2(head_c[1] - neck[1], head_c[0] - neck[0])) + 90.0
-    face_dir = (view @ head_rot)[:, 2]  # the head's forward vector in camera coordinates
-    head_axes = (scale * head_r[0] * (1 + 0.15 * s_abs), scale * head_r[1])
-    head = (head_c, head_axes, head_angle, _shade(skin, light), _shade(hair, light),
-            float(face_dir[0]), bool(face_dir[2] < -0.3))  # fmt: skip
-    return Person(
-        keypoints=kp,
-        face_hidden=face_hidden,
-        height_px=scale,
-        depth_y=float(hi[1] + off[1]),
-        segments=segments,
-        torso=xy[_TORSO_ROWS] + off,
-        torso_key=torso_key,
-        torso_color=_shade(shirt, light),
-        head=head,
-        eyes=np.where(face_hidden[1:3, None], np.nan, kp[1:3]),  # the eyes are keypoints 1 and 2
-    )
-
-
-def _pt(p: list | tuple) -> tuple[int, int]:
-    return int(p[0] * _ONE + 0.5), int(p[1] * _ONE + 0.5)
-
-
-def draw_person(img: np.ndarray, owner: np.ndarray, person: Person, index: int, outline: bool) -> None:
-    """Draw `person` into `img` (BGR) and its part codes into `owner`, far parts first.
-
-    The head is drawn last: a hand never covers the face (a simplification the labels agree with).
-    """
-    items = [(s[0], 1, s) for s in person.segments] + [(person.torso_key, 0, None)]
-    items.sort(key=lambda t: (t[0], t[1]))
-    dark = 0.55  # outline brightness
-    code0 = owner_code(index, 0)
-    for _, kind, seg in items:
-        if kind == 0:
-            hull = cv2.convexHull(np.round(person.torso * _ONE).astype(np.int32))
-            cv2.fillConvexPoly(img, hull, person.torso_color, cv2.LINE_AA, SHIFT)
-            if outline:
-                col = tuple(int(c * dark) for c in person.torso_color)
-                cv2.polylines(img, [hull], True, col, 1, cv2.LINE_AA, SHIFT)
-            cv2.fillConvexPoly(owner, hull, code0 + P.TORSO, cv2.LINE_8, SHIFT)
-            continue
-        _, part, (x1, y1), (x2, y2), th, col = seg
-        a = int(x1 * _ONE + 0.5), int(y1 * _ONE + 0.5)  # _pt, inlined: ~50 calls per person
-        b = int(x2 * _ONE + 0.5), int(y2 * _ONE + 0.5)
-        t = max(1, round(th))
-        edged = outline and t >= 3
-        cb, cg, cr = col
-        if edged:
-            cv2.line(img, a, b, (int(cb * dark), int(cg * dark), int(cr * dark)), t + 2, cv2.LINE_AA, SHIFT)
-        cv2.line(img, a, b, col, t, cv2.LINE_AA, SHIFT)
-        if t >= 4:  # a highlight along the limb: a cylinder, not a flat band
-            hi = min(255, int(cb * 1.18 + 12)), min(255, int(cg * 1.18 + 12)), min(255, int(cr * 1.18 + 12))
-            ox, oy, ht = -0.18 * t, -0.12 * t, max(1, int(t * 0.35))
-            cv2.line(img, _pt((x1 + ox, y1 + oy)), _pt((x2 + ox, y2 + oy)), hi, ht, cv2.LINE_AA, SHIFT)
-        cv2.line(owner, a, b, code0 + part, t + 2 if edged else t, cv2.LINE_8, SHIFT)
-    centre, axes, angle, skin, hair, face_x, back = person.head
-    c = _pt(centre)
-    ax = (max(1, round(axes[0] * _ONE)), max(1, round(axes[1] * _ONE)))
-    cv2.ellipse(img, c, ax, angle, 0, 360, hair if back else skin, -1, cv2.LINE_AA, SHIFT)
-    if not back and axes[1] >= 3:  # hair over the head, the face a smaller ellipse lower and toward the view
-        cv2.ellipse(img, c, ax, angle, 0, 360, hair, -1, cv2.LINE_AA, SHIFT)
-        th = math.radians(angle)
-        dx, dy = 0.15 * face_x * axes[0], 0.2 * axes[1]  # in the head's frame
-        fc = (
-            centre[0] + dx * math.cos(th) - dy * math.sin(th),
-            centre[1] + dx * math.sin(th) + dy * math.cos(th),
-        )
-        fax = (max(1, round(axes[0] * 0.82 * _ONE)), max(1, round(axes[1] * 0.8 * _ONE)))
-        cv2.ellipse(img, _pt(fc), fax, angle, 0, 360, skin, -1, cv2.LINE_AA, SHIFT)
-    if outline:
-        cv2.ellipse(img, c, ax, angle, 0, 360, tuple(int(v * dark) for v in skin), 1, cv2.LINE_AA, SHIFT)
-    cv2.ellipse(owner, c, ax, angle, 0, 360, owner_code(index, P.HEAD), -1, cv2.LINE_8, SHIFT)
-    if axes[1] >= 6:
-        r = max(1, int(axes[1] * 0.12))
-        for ex, ey in person.eyes.tolist():
-            if not math.isnan(ex):
-                cv2.circle(img, (round(ex), round(ey)), r, (25, 25, 25), -1, cv2.LINE_AA)
-
-
-def owner_box(person: Person, size: int) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1), clipped to the image: a box holding every owner pixel draw_person writes.
-
-    Conservative, not tight: the owner map gets lines of thickness <= th + 3 px (round(th) + 2 when
-    outlined) around the segments, the torso hull, and the head ellipse (semi-axes rounded to 1/16 px);
-    each rasterises within 1 px of its exact shape. The pad below covers all of them with a margin.
-    """
-    pts = [p for s in person.segments for p in (s[2], s[3])] + person.torso.tolist()
-    centre, axes = person.head[0], person.head[1]
-    pad = max(max(s[4] for s in person.segments) + 3, 2 * max(axes[0], axes[1])) + 4
-    xs = [p[0] for p in pts] + [centre[0]]
-    ys = [p[1] for p in pts] + [centre[1]]
-    x0, y0 = max(0, math.floor(min(xs) - pad)), max(0, math.floor(min(ys) - pad))
-    x1, y1 = min(size, math.ceil(max(xs) + pad) + 1), min(size, math.ceil(max(ys) + pad) + 1)
-    return x0, y0, x1, y1
+    return segments

@@ -1,19 +1,25 @@
 """ModelConfig: one YOLO-Pose variant (width, depth, activation, strides, anchors), loaded from YAML.
 
-Torch-free (PyYAML only), so configs can be checked without building a model.
+Torch-free (PyYAML only; `edgepose.nn` imports its torch modules lazily), so configs can be checked
+without building a model. The registry of shipped variants is the package data `edgepose/models/*.yaml`.
 """
 
 from __future__ import annotations
 
 import difflib
 import enum
+import os
 from dataclasses import dataclass, fields
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgepose.errors import ConfigError
 
-MODELS_DIR = Path(__file__).parents[2] / "models"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable  # Python 3.11+; only an annotation here
+
+REGISTRY_PACKAGE = "edgepose.models"  # one <name>.yaml per shipped variant, installed as package data
 
 
 class Activation(str, enum.Enum):
@@ -166,13 +172,13 @@ def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
     }
 
 
-def load_config(path: str | Path) -> ModelConfig:
-    """Read a model YAML."""
+def load_config(path: str | Path | Traversable) -> ModelConfig:
+    """Read a model YAML (a file, or a registry entry from `registry_file`)."""
     import yaml
 
-    p = Path(path)
+    p = Path(path) if isinstance(path, (str, os.PathLike)) else path
     if not p.is_file():
-        raise ConfigError(f"{p}: no such config file; pass a models/*.yaml file or a name like edgepose-n")
+        raise ConfigError(f"{p}: no such config file; pass a model .yaml file or a name like edgepose-n")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -180,17 +186,23 @@ def load_config(path: str | Path) -> ModelConfig:
     return config_from_dict(data, source=str(p))
 
 
+def registry_file(name: str) -> Traversable:
+    """The registry entry of variant `name` (it may not exist; see `available_configs`)."""
+    return resources.files(REGISTRY_PACKAGE) / f"{name}.yaml"
+
+
 def available_configs() -> list[str]:
-    """Names of the variants shipped in models/."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
+    """Names of the shipped variants (the registry's YAML files)."""
+    return sorted(e.name[: -len(".yaml")] for e in resources.files(REGISTRY_PACKAGE).iterdir()
+                  if e.name.endswith(".yaml"))  # fmt: skip
 
 
 def resolve_config(name_or_path: str) -> ModelConfig:
-    """A registry name ("edgepose-n" -> models/edgepose-n.yaml) or a path to a YAML file."""
+    """A registry name ("edgepose-n" -> edgepose/models/edgepose-n.yaml) or a path to a YAML file."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.is_file():
         return load_config(p)
-    reg = MODELS_DIR / f"{name_or_path}.yaml"
+    reg = registry_file(name_or_path)
     if reg.is_file():
         return load_config(reg)
     names = available_configs()

@@ -15,6 +15,7 @@ from torch import nn
 
 from edgepose.nn.blocks import ACTIVATION_TYPES, C3, SPPF, ConvBNAct, make_activation
 from edgepose.nn.config import Activation, ModelConfig
+from edgepose.spec import row_width
 
 # YOLOv5 base widths/depths: stem, stride 4, 8, 16, 32; the P6 variants use 768 at stride 32 and
 # 1024 at stride 64 (as YOLOv5-P6).
@@ -89,7 +90,8 @@ class Head(nn.Module):
 
     def __init__(self, chans: list[int], num_anchors: int, num_keypoints: int) -> None:
         super().__init__()
-        self.na, self.no = num_anchors, 6 + 3 * num_keypoints
+        # one channel per column of a detection row: 4 box + obj (the score) + cls + K x (x, y, conf)
+        self.na, self.no = num_anchors, row_width(num_keypoints)
         self.convs = nn.ModuleList(nn.Conv2d(c, self.na * self.no, 1) for c in chans)
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -19,12 +19,10 @@ from edgepose.errors import ModelFileError
 from edgepose.onnxkit.graph import consumers, dedupe_opsets, default_opset, producers, tail_nodes
 from edgepose.onnxkit.model import spec_of
 from edgepose.onnxkit.ops import QUANTIZED_OPS
-from edgepose.spec import INPUT_NAME, METADATA_PREFIX, TAIL_PREFIX, GraphKind, PoseSpec, Precision
+from edgepose.spec import INPUT_NAME, TAIL_PREFIX, GraphKind, PoseSpec, Precision
 
 # Weighted ops: the "layers" a precision plan assigns. Per-channel axis = onnxruntime's default.
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"
-QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"
 _FIX_HINT = (
     "run `edgepose export` on a checkpoint, "
     "or `edgepose export --from-onnx MODEL.onnx` for a third-party pose ONNX"

@@ -35,8 +35,6 @@ from edgepose.onnxkit.graph import default_opset
 from edgepose.onnxkit.model import finalize, metadata
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.graph import (
-    QUANT_METHOD_KEY,
-    QUANT_PLAN_KEY,
     Layer,
     body_model,
     find_layers,
@@ -59,7 +57,7 @@ from edgepose.quant.search import MixedSearch, search_mixed_plan
 from edgepose.quant.sensitivity import SensitivityProbe, nmse
 from edgepose.quant.tailfix import keep_tail_float
 from edgepose.runtime.session import cpu_session
-from edgepose.spec import INPUT_NAME, METADATA_PREFIX, PoseSpec, Precision
+from edgepose.spec import INPUT_NAME, METADATA_PREFIX, QUANT_METHOD_KEY, QUANT_PLAN_KEY, PoseSpec, Precision
 
 NUM_PROBE_IMAGES = 8
 CALIB_CHUNK = 8  # images per calibrator pass: every tensor of every image is held until the pass ends

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepose.defaults import DEPLOY, EVAL
 from edgepose.errors import ConfigError
 from edgepose.letterbox import LetterboxInfo
 from edgepose.runtime.preprocess import preprocess
@@ -119,11 +120,12 @@ class PoseEstimator:
         spec = self.spec
         if conf is not None and not 0.0 <= conf <= 1.0:
             raise ConfigError(
-                f"score threshold {conf} is outside [0, 1]; use e.g. 0.25 (deploy) or 0.001 (eval)"
+                f"score threshold {conf} is outside [0, 1]; "
+                f"use e.g. {DEPLOY.conf} (deploy) or {EVAL.conf} (eval)"
             )
         if iou is not None and not 0.0 < iou <= 1.0:
             raise ConfigError(
-                f"IoU threshold {iou} is outside (0, 1]; use e.g. 0.45 (the deployment default)"
+                f"IoU threshold {iou} is outside (0, 1]; use e.g. {DEPLOY.iou} (the deployment default)"
             )
         if max_det is not None and not 1 <= max_det <= spec.max_det:
             raise ConfigError(

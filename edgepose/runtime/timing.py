@@ -20,10 +20,6 @@ class Timings:
     def total_ms(self) -> float:
         return self.preprocess_ms + self.inference_ms + self.postprocess_ms
 
-    @property
-    def per_image_ms(self) -> float:
-        return self.total_ms / max(1, self.batch_size)
-
 
 class Stopwatch:
     """Laps in milliseconds: `lap()` returns the time since the previous lap (or creation)."""

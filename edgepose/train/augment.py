@@ -13,20 +13,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-PAD_VALUE = 114
+from edgepose.defaults import LETTERBOX_COLOR
+from edgepose.train.options import AugmentConfig
+
+PAD_VALUE = LETTERBOX_COLOR  # mosaic and affine borders: the grey evaluation letterboxes with
 MIN_BOX_PX = 2.0  # boxes thinner than this after a transform are dropped
 MIN_AREA_KEPT = 0.1  # ... and so are boxes that lost more than 90 % of their area to cropping
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Defaults: the recipe of issue 3 (YOLOv5 gains for HSV)."""
-
-    mosaic: float = 1.0  # probability of a 4-image mosaic
-    scale: tuple[float, float] = (0.5, 1.5)
-    translate: float = 0.1  # fraction of the output size
-    flip: float = 0.5
-    hsv: tuple[float, float, float] = (0.015, 0.7, 0.4)  # hue, saturation, value gains
 
 
 @dataclass

@@ -54,15 +54,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_flag(info: DistInfo, value: bool) -> bool:
-    """Rank 0's `value` on every rank (e.g. "stop now")."""
-    if not info.distributed:
-        return value
-    t = torch.tensor([int(value)], device=info.device if info.device.type == "cuda" else "cpu")
-    dist.broadcast(t, 0)
-    return bool(t.item())
-
-
 def cleanup(info: DistInfo) -> None:
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()

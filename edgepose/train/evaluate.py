@@ -11,15 +11,15 @@ import numpy as np
 import torch
 
 from edgepose.data.types import ImageRecord, PoseDataset
-from edgepose.letterbox import letterbox
+from edgepose.defaults import EVAL, LETTERBOX_COLOR
+from edgepose.letterbox import LetterboxInfo
 from edgepose.nms import nms  # greedy NMS with onnxruntime's rules; no torchvision here
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
+from edgepose.runtime.preprocess import preprocess
+from edgepose.spec import PoseSpec
 from edgepose.train.dataset import read_rgb
 
-VAL_CONF = 0.001  # COCO AP integrates over the whole score range: keep low-score detections
-VAL_IOU = 0.65
-MAX_DET = 100
 PRE_NMS_TOPK = 1000  # bounds the greedy NMS below on an untrained model that scores everything
 
 
@@ -27,9 +27,9 @@ def postprocess(
     boxes: np.ndarray,
     scores: np.ndarray,
     kpts: np.ndarray,
-    conf_thr: float = VAL_CONF,
-    iou_thr: float = VAL_IOU,
-    max_det: int = MAX_DET,
+    conf_thr: float = EVAL.conf,
+    iou_thr: float = EVAL.iou,
+    max_det: int = EVAL.max_det,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's decoded candidates (N, 4), (N,), (N, K, 3) -> kept detections, best first."""
     idx = np.nonzero(scores > conf_thr)[0]
@@ -40,18 +40,16 @@ def postprocess(
 
 
 def _batches(
-    data: PoseDataset, size: int, batch: int, color: int
-) -> Iterator[tuple[list[ImageRecord], Any, list]]:
+    data: PoseDataset, spec: PoseSpec, batch: int
+) -> Iterator[tuple[list[ImageRecord], torch.Tensor, list[LetterboxInfo]]]:
+    """The runtime's own preprocessing (letterbox -> RGB -> CHW -> [0, 1]), a batch at a time."""
     records = data.records
     for start in range(0, len(records), batch):
         recs = records[start : start + batch]
-        imgs, infos = [], []
-        for rec in recs:
-            img, info = letterbox(read_rgb(str(data.image_path(rec))), (size, size), color)
-            imgs.append(img)
-            infos.append(info)
-        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)  # (B, 3, S, S) uint8
-        yield recs, x, infos
+        pairs = [preprocess(read_rgb(str(data.image_path(rec))), spec, rgb=True) for rec in recs]
+        x = torch.from_numpy(np.concatenate([t for t, _ in pairs]))  # (B, 3, S, S) float32
+        # NHWC (channels_last), as training runs the model: the same conv kernels, the same numbers
+        yield recs, x.contiguous(memory_format=torch.channels_last), [info for _, info in pairs]
 
 
 @torch.no_grad()
@@ -61,9 +59,9 @@ def predict_coco(
     size: int,
     *,
     batch: int = 16,
-    conf_thr: float = VAL_CONF,
-    iou_thr: float = VAL_IOU,
-    letterbox_color: int = 114,
+    conf_thr: float = EVAL.conf,
+    iou_thr: float = EVAL.iou,
+    letterbox_color: int = LETTERBOX_COLOR,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO keypoint results (original-image pixels) for every image of `data`."""
@@ -75,8 +73,9 @@ def predict_coco(
     results: list[dict[str, Any]] = []
     done = 0
     try:
-        for recs, x, infos in _batches(data, size, batch, letterbox_color):
-            raw = model(x.to(device).float() / 255.0)
+        spec = PoseSpec(input_size=(size, size), letterbox_color=letterbox_color)  # float input
+        for recs, x, infos in _batches(data, spec, batch):
+            raw = model(x.to(device))
             boxes, scores, kpts = (t.float().cpu().numpy() for t in decode(raw, model.anchors, model.strides))
             for j, (rec, info) in enumerate(zip(recs, infos, strict=True)):
                 b, s, k = postprocess(boxes[j], scores[j], kpts[j], conf_thr, iou_thr)

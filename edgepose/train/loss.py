@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from edgepose.train.assign import build_targets
+from edgepose.train.options import LossWeights
 
 LOSS_NAMES = ("box", "obj", "cls", "kpt", "kconf", "kl1")
 # Per-level weight of the objectness loss: small grids see few cells, so their loss is scaled up (YOLOv5).
 BALANCE = {3: (4.0, 1.0, 0.4), 4: (4.0, 1.0, 0.25, 0.06)}
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """Defaults from the YOLO-Pose paper (obj as YOLOv5)."""
-
-    box: float = 0.05
-    obj: float = 1.0
-    cls: float = 0.5
-    kpt: float = 0.1
-    kconf: float = 0.5
-    # Not in the paper: L1 keypoint distance / sqrt(box area). 1 - OKS has no gradient for keypoints
-    # many sigmas away (all of them, at init), so short CPU schedules add this term; 0 = paper recipe.
-    kpt_l1: float = 0.0
 
 
 def bbox_ciou(box1: Tensor, box2: Tensor, eps: float = 1e-7) -> Tensor:

@@ -1,27 +1,52 @@
-"""What a training run is told: TrainOptions (everything but the model and the data), the progress
-hooks, option/data checks that run before anything is written, and the optimizer + LR schedule."""
+"""What a training run is told: TrainOptions (everything but the model and the data) with the augmentation
+and loss settings inside it, the progress hooks, and the option/data checks that run before anything is
+written. Standard library only, so `edgepose train --help` shows these defaults without importing torch;
+the optimizer and LR schedule built from them are in `edgepose.train.optim`.
+"""
 
 from __future__ import annotations
 
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from edgepose.data.types import PoseDataset
 from edgepose.errors import ConfigError, DataError
-from edgepose.nn.config import ModelConfig
-from edgepose.train.augment import AugmentConfig
-from edgepose.train.loss import LossWeights
+
+if TYPE_CHECKING:
+    from edgepose.data.types import PoseDataset
+    from edgepose.nn.config import ModelConfig
 
 
 class OptimizerKind(str, enum.Enum):
     SGD = "sgd"  # the recipe: nesterov, momentum 0.937
     ADAMW = "adamw"  # betas (momentum, 0.999); Ultralytics picks it for short runs (< 10k steps)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Defaults: the recipe of issue 3 (YOLOv5 gains for HSV)."""
+
+    mosaic: float = 1.0  # probability of a 4-image mosaic
+    scale: tuple[float, float] = (0.5, 1.5)
+    translate: float = 0.1  # fraction of the output size
+    flip: float = 0.5
+    hsv: tuple[float, float, float] = (0.015, 0.7, 0.4)  # hue, saturation, value gains
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Defaults from the YOLO-Pose paper (obj as YOLOv5)."""
+
+    box: float = 0.05
+    obj: float = 1.0
+    cls: float = 0.5
+    kpt: float = 0.1
+    kconf: float = 0.5
+    # Not in the paper: L1 keypoint distance / sqrt(box area). 1 - OKS has no gradient for keypoints
+    # many sigmas away (all of them, at init), so short CPU schedules add this term; 0 = paper recipe.
+    kpt_l1: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,55 +140,22 @@ def check_people(data: PoseDataset, source: str, cfg: ModelConfig | None = None)
 
 
 def options_to_dict(opts: TrainOptions) -> dict[str, Any]:
+    """Plain values (weights_only checkpoints hold nothing else); `options_from_dict` reads them back."""
     d = asdict(opts)
-    d["optimizer"] = opts.optimizer.value  # weights_only checkpoints hold plain values only
+    d["optimizer"] = opts.optimizer.value
     return d
 
 
-def param_groups(model: nn.Module, wd: float) -> list[dict[str, Any]]:
-    """Weight decay on conv/linear weights only; BN weights and all biases are not decayed."""
-    decay, no_decay, biases = [], [], []
-    for mod in model.modules():
-        for name, p in mod.named_parameters(recurse=False):
-            if name == "bias":
-                biases.append(p)
-            elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    return [
-        {"params": no_decay, "weight_decay": 0.0, "kind": "bn"},
-        {"params": decay, "weight_decay": wd, "kind": "weight"},
-        {"params": biases, "weight_decay": 0.0, "kind": "bias"},
-    ]
-
-
-def cosine_lr(opts: TrainOptions, it: int, total: int) -> float:
-    """LR at global step `it` of `total`: cosine from lr0 to lr0 * lrf."""
-    frac = min(it / max(total, 1), 1.0)
-    return opts.lr0 * (opts.lrf + (1 - opts.lrf) * 0.5 * (1 + math.cos(math.pi * frac)))
-
-
-def set_lr(opt: torch.optim.Optimizer, opts: TrainOptions, it: int, total: int, warmup: int) -> float:
-    lr = cosine_lr(opts, it, total)
-    sgd = opts.optimizer is OptimizerKind.SGD
-    for g in opt.param_groups:
-        if it < warmup:
-            # YOLOv5 warmup: biases come down from warmup_bias_lr (SGD only: far too high for Adam),
-            # weights come up from 0.
-            start = opts.warmup_bias_lr if g["kind"] == "bias" and sgd else 0.0
-            g["lr"] = start + (lr - start) * it / warmup
-            if sgd:
-                g["momentum"] = opts.warmup_momentum + (opts.momentum - opts.warmup_momentum) * it / warmup
-        else:
-            g["lr"] = lr
-            if sgd:
-                g["momentum"] = opts.momentum
-    return lr
-
-
-def make_optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
-    groups = param_groups(model, opts.weight_decay)
-    if opts.optimizer is OptimizerKind.ADAMW:
-        return torch.optim.AdamW(groups, lr=opts.lr0, betas=(opts.momentum, 0.999))
-    return torch.optim.SGD(groups, lr=opts.lr0, momentum=opts.momentum, nesterov=True)
+def options_from_dict(d: dict[str, Any]) -> TrainOptions:
+    """TrainOptions saved by `options_to_dict` (nested configs rebuilt, lists -> tuples); keys this version
+    no longer knows are dropped, so an older run still resumes."""
+    d = dict(d)
+    aug = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("aug", {}).items()}
+    if "optimizer" in d:
+        d["optimizer"] = OptimizerKind(d["optimizer"])
+    known = {f.name for f in fields(TrainOptions)}
+    return TrainOptions(
+        aug=AugmentConfig(**aug),
+        loss=LossWeights(**d.pop("loss", {})),
+        **{k: v for k, v in d.items() if k in known},
+    )

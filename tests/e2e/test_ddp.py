@@ -27,8 +27,8 @@ def _rank_main(rank: int, world: int, port: int, data_dir: str, out: str, dump: 
     torch.set_num_threads(1)
     from edgepose.data.convert import read_dataset
     from edgepose.nn.config import resolve_config
-    from edgepose.train.augment import AugmentConfig
     from edgepose.train.loop import TrainOptions, train
+    from edgepose.train.options import AugmentConfig
 
     opts = TrainOptions(epochs=1, batch=2, img=128, workers=0, max_steps_per_epoch=3, warmup_epochs=0.0,
                         aug=AugmentConfig(mosaic=0.5), seed=0)  # fmt: skip

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
+from tests.helpers.quant_models import build_e2e_model, make_calib_dir
 
 MARKER = "EDGEPOSE-TEST-PUBLISH"
 CHILD = f"""
@@ -217,7 +217,7 @@ def test_bench_sigint_while_caching_a_model_leaves_nothing(
     ],
 )
 def test_real_process_error_is_the_only_stderr_line(tmp_path: Path, name: str, message: str) -> None:
-    from tests.unit._runtime_onnx import build_model
+    from tests.helpers.runtime_onnx import build_model
 
     model = build_model(tmp_path / "m.onnx")
     (tmp_path / name).write_bytes(b"")

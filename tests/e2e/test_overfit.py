@@ -25,10 +25,9 @@ def test_tiny_model_overfits_a_few_images(synth_dataset_factory: Callable[..., P
     from edgepose.data.convert import read_dataset
     from edgepose.nn.config import resolve_config
     from edgepose.nn.model import build_model
-    from edgepose.train.augment import AugmentConfig
     from edgepose.train.evaluate import evaluate_model
     from edgepose.train.loop import TrainOptions, train
-    from edgepose.train.loss import LossWeights
+    from edgepose.train.options import AugmentConfig, LossWeights
 
     root = synth_dataset_factory(num_images=NUM_IMAGES, size=128, seed=101)
     data = read_dataset(root)

@@ -16,12 +16,21 @@ from typer.testing import CliRunner
 
 from edgepose import defaults
 from edgepose.cli import app
-from edgepose.quant.graph import QUANT_METHOD_KEY, QUANT_PLAN_KEY, raw_head_outputs
+from edgepose.quant.graph import raw_head_outputs
 from edgepose.quant.options import HighPrecision
 from edgepose.quant.quantize import quantize_model, raw_outputs
 from edgepose.quant.sensitivity import nmse
-from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, TAIL_PREFIX, PoseSpec, Precision
-from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
+from edgepose.spec import (
+    DETECTIONS_NAME,
+    INPUT_NAME,
+    NUM_DETS_NAME,
+    QUANT_METHOD_KEY,
+    QUANT_PLAN_KEY,
+    TAIL_PREFIX,
+    PoseSpec,
+    Precision,
+)
+from tests.helpers.quant_models import build_e2e_model, make_calib_dir
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 runner = CliRunner()

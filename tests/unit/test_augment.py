@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgepose.spec import COCO_FLIP_INDEX, COCO_KEYPOINTS
-from edgepose.train.augment import MIN_BOX_PX, PAD_VALUE, AugmentConfig, Sample, augment, hflip, mosaic, warp
+from edgepose.train.augment import MIN_BOX_PX, PAD_VALUE, Sample, augment, hflip, mosaic, warp
+from edgepose.train.options import AugmentConfig
 
 K = len(COCO_KEYPOINTS)
 

@@ -23,7 +23,7 @@ from edgepose.bench.run import run_bench
 from edgepose.cli import app
 from edgepose.data.coco import read_coco
 from edgepose.spec import PoseSpec, Precision
-from tests.unit._runtime_onnx import build_model
+from tests.helpers.runtime_onnx import build_model
 
 runner = CliRunner()
 SIZE = 128

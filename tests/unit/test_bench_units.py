@@ -14,11 +14,11 @@ from edgepose.bench.cache import BenchCache, make_key
 from edgepose.bench.kernels import KernelCounts, KernelMode, count_kernels, count_layers, read_nodes
 from edgepose.bench.latency import measure_latencies, measure_latency
 from edgepose.bench.result import COLUMNS, ROW_KEYS, BenchRow, fill_delta_ap
-from edgepose.bench.run import QUANT_METHOD_KEY, QUANT_PLAN_KEY, layers_16bit_pct
+from edgepose.bench.run import layers_16bit_pct
 from edgepose.bench.variants import parse_variants
 from edgepose.errors import ConfigError
 from edgepose.runtime.timing import Timings
-from edgepose.spec import TAIL_PREFIX, PoseSpec, Precision
+from edgepose.spec import QUANT_METHOD_KEY, QUANT_PLAN_KEY, TAIL_PREFIX, PoseSpec, Precision
 
 
 # --- variants -----------------------------------------------------------------------------------------
@@ -248,3 +248,8 @@ def test_streamed_scoring_equals_one_pycocotools_call(synth_dataset: Path) -> No
     for rec in ds.records:
         empty.add(rec, [])
     assert empty.metrics().as_dict() == dict.fromkeys(expected.as_dict(), 0.0)
+
+
+def test_quant_metadata_keys_are_the_file_format() -> None:
+    # Files quantized by any earlier version carry these keys: renaming them breaks bench on old files.
+    assert QUANT_PLAN_KEY == "edgepose.quant_plan" and QUANT_METHOD_KEY == "edgepose.quant_method"

@@ -16,25 +16,13 @@ from edgepose import __version__
 from edgepose.cli import app
 from edgepose.data.coco import read_coco
 from edgepose.data.yolo import read_yolo
+from tests.helpers.errors import assert_one_line_error
 
 runner = CliRunner()
 
 
 def invoke(*args: str | Path):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> str:
-    """Exit 1, exactly one `error: ...` line naming every fragment, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def test_help_and_version() -> None:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import onnx
 import pytest
+from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from edgepose.cli import app
+from edgepose.defaults import DEPLOY
 from edgepose.onnxkit.model import spec_of
-from edgepose.spec import GraphKind, InputFormat
+from edgepose.spec import (
+    DETECTIONS_NAME,
+    IOU_THR_NAME,
+    MAX_DET_NAME,
+    SCORE_THR_NAME,
+    GraphKind,
+    InputFormat,
+)
 
 runner = CliRunner()
 
@@ -84,3 +96,43 @@ def test_raw_export_prints_summary_and_writes_metadata(lively_checkpoint: Path, 
     spec = spec_of(onnx.load(str(out)))
     assert (spec.graph, spec.input_size, spec.input_format) == (GraphKind.RAW, (96, 96), InputFormat.UINT8)
     assert [p.name for p in tmp_path.iterdir()] == ["raw.onnx"]  # no temp file left beside it
+
+
+def test_export_bakes_the_defaults_module(lively_checkpoint: Path, tmp_path: Path) -> None:
+    """Editing edgepose/defaults.py (simulated before anything imports it) changes what `edgepose export`
+    bakes in: the graph's threshold initializers, the output rows and the spec metadata."""
+    code = textwrap.dedent(
+        f"""
+        import dataclasses, edgepose.defaults as d
+        d.DEPLOY = dataclasses.replace(d.DEPLOY, conf=0.3, iou=0.55, max_det=40)
+        from edgepose.cli import app
+        app(["export", "--weights", {str(lively_checkpoint)!r}, "--out", "m.onnx", "--no-verify"],
+            standalone_mode=False)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    names = (SCORE_THR_NAME, IOU_THR_NAME, MAX_DET_NAME)
+    baked = {i.name: numpy_helper.to_array(i).item() for i in model.graph.initializer if i.name in names}
+    assert baked[SCORE_THR_NAME] == pytest.approx(0.3)
+    assert baked[IOU_THR_NAME] == pytest.approx(0.55)
+    assert baked[MAX_DET_NAME] == 40
+    spec = spec_of(model)
+    assert (spec.conf_threshold, spec.iou_threshold, spec.max_det) == (0.3, 0.55, 40)
+    out = next(o for o in model.graph.output if o.name == DETECTIONS_NAME)
+    assert out.type.tensor_type.shape.dim[1].dim_value == 40
+
+
+def test_export_defaults_are_the_deployment_defaults(lively_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out), "--no-verify")
+    assert code == 0, text
+    spec = spec_of(onnx.load(str(out)))
+    assert (spec.conf_threshold, spec.iou_threshold, spec.max_det) == (
+        DEPLOY.conf,
+        DEPLOY.iou,
+        DEPLOY.max_det,
+    )

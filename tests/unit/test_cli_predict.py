@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from edgepose.cli import app
 from edgepose.runtime import PoseEstimator
-from tests.unit._runtime_onnx import build_model
+from tests.helpers.runtime_onnx import build_model
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgepose.cli import app
-from tests.unit.test_cli_data import assert_one_line_error
+from tests.helpers.errors import assert_one_line_error
 
 runner = CliRunner()
 

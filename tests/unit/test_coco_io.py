@@ -125,3 +125,13 @@ def test_missing_file_and_invalid_json(tmp_path: Path) -> None:
     bad.write_text('{"images": [\n  {"id": 1,,}]}')
     with pytest.raises(DataError, match=r"broken\.json: invalid JSON at line 2 column"):
         read_coco(bad)
+
+
+def test_coco_json_names_a_dataset_folders_annotations(synth_dataset: Path, tmp_path: Path) -> None:
+    from edgepose.data.convert import coco_json
+    from edgepose.spec import ANNOTATIONS_FILE
+
+    assert coco_json(synth_dataset) == synth_dataset / ANNOTATIONS_FILE
+    assert coco_json(str(synth_dataset / ANNOTATIONS_FILE)) == synth_dataset / ANNOTATIONS_FILE
+    assert coco_json(tmp_path) == tmp_path  # no annotations: the reader says what is missing
+    assert coco_json(tmp_path / "nope.json") == tmp_path / "nope.json"

@@ -27,9 +27,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgepose.cli import app
-from tests.unit._runtime_onnx import build_model
-from tests.unit.test_hardening_inputs import _hashes, assert_clean_failure
-from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
+from tests.helpers.errors import assert_clean_failure, tree_hashes
+from tests.helpers.quant_models import build_e2e_model, make_calib_dir
+from tests.helpers.runtime_onnx import build_model
 
 runner = CliRunner()
 ROOT = os.geteuid() == 0
@@ -138,11 +138,11 @@ def _run_failing(
     during: contextlib.AbstractContextManager[None] | None = None,
 ) -> str:
     """Run a failing command (inside `during`), then check the message, the inputs and the output folder."""
-    before = _hashes(inp["dir"])
+    before = tree_hashes(inp["dir"])
     with during or contextlib.nullcontext():
         result = runner.invoke(app, [str(a) for a in args])
     line = assert_clean_failure(result, fragments)
-    assert _hashes(inp["dir"]) == before
+    assert tree_hashes(inp["dir"]) == before
     assert not out.exists() or list(out.iterdir()) == []  # nothing written, no temp file left
     return line
 
@@ -315,7 +315,7 @@ def test_full_disk_during_a_checkpoint_save(tmp_path: Path, monkeypatch: pytest.
 
 def test_output_path_that_is_a_folder(inp: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "m.onnx").mkdir()
-    before = _hashes(inp["dir"])
+    before = tree_hashes(inp["dir"])
     result = runner.invoke(
         app, ["export", "--weights", str(inp["ckpt"]), "--out", str(tmp_path / "m.onnx"), "--no-verify"]
     )
@@ -323,7 +323,7 @@ def test_output_path_that_is_a_folder(inp: dict[str, Path], tmp_path: Path) -> N
         result,
         (f"{tmp_path / 'm.onnx'} is a folder; pass a file path (e.g. {tmp_path / 'm.onnx' / 'm.onnx'})",),
     )
-    assert _hashes(inp["dir"]) == before
+    assert tree_hashes(inp["dir"]) == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"] and not any((tmp_path / "m.onnx").iterdir())
 
 

@@ -9,7 +9,6 @@ table cites them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -17,41 +16,15 @@ from pathlib import Path
 
 import onnx
 import pytest
-from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from edgepose.cli import app
-from tests.unit._runtime_onnx import build_model
-from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
+from tests.helpers.errors import assert_clean_failure, tree_hashes
+from tests.helpers.foreign_onnx import detection_onnx
+from tests.helpers.quant_models import build_e2e_model, make_calib_dir
+from tests.helpers.runtime_onnx import build_model
 
 runner = CliRunner()
-
-
-def detection_onnx(path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """A graph with a YOLOv8 *detection* output layout: images (1, 3, 640, 640) -> output0 (1, 84, 8400)."""
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=1),  # (1, 1, 1, 1)
-        helper.make_node("Reshape", ["m", "s"], ["m3"]),  # (1, 1, 1)
-        helper.make_node("ConstantOfShape", ["shape"], ["z"]),  # (1, 84, 8400)
-        helper.make_node("Add", ["z", "m3"], ["output0"]),  # (1, 84, 8400)
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "yolov8n-det",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 84, 8400])],
-        initializer=[
-            helper.make_tensor("s", TensorProto.INT64, [3], [1, 1, 1]),
-            helper.make_tensor("shape", TensorProto.INT64, [3], [1, 84, 8400]),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if metadata:
-        helper.set_model_props(model, metadata)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -106,27 +79,6 @@ def inp(
     label.write_bytes(label.read_bytes()[:10] + b"\xd0\x04" + label.read_bytes()[10:])  # not UTF-8
     p["yolo"], p["label"] = yolo, label
     return p
-
-
-def _hashes(root: Path) -> dict[str, str]:
-    return {
-        str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in sorted(root.rglob("*"))
-        if f.is_file()
-    }
-
-
-def assert_clean_failure(result: object, fragments: tuple[str, ...]) -> str:
-    """Exit 1, no traceback, exactly one `error:` line (the last on stderr) holding every fragment."""
-    assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == errors[0]
-    for frag in fragments:
-        assert frag in errors[0], (frag, errors[0])
-    return errors[0]
 
 
 # (row id, argv with {input} / {out} placeholders, fragments of the one error line)
@@ -227,10 +179,10 @@ def test_bad_input_is_one_line_and_changes_nothing(
 ) -> None:
     names = {**{k: str(v) for k, v in inp.items()}, "out": str(tmp_path)}
     args = [re.sub(r"\{([^}]+)\}", lambda m: names[m.group(1)], a) for a in argv.split()]
-    before = _hashes(inp["dir"])
+    before = tree_hashes(inp["dir"])
     result = runner.invoke(app, args)
     assert_clean_failure(result, fragments)
-    assert _hashes(inp["dir"]) == before  # no input changed, nothing written beside them
+    assert tree_hashes(inp["dir"]) == before  # no input changed, nothing written beside them
     assert list(tmp_path.iterdir()) == []  # no output, no temp file, no half-made run folder
 
 
@@ -246,6 +198,7 @@ USAGE = [
     ("export --weights {ckpt} --out {out}/m.onnx --conf abc", ("Invalid value for '--conf'", "Input should be a valid number", "(got 'abc')", "see `edgepose export --help`")),
     ("export --weights {ckpt} --out {out}/m.onnx --opset=17.5", ("Invalid value for '--opset'", "Input should be a valid integer", "(got '17.5')")),
     ("quantize {e2e} --calib {calib} --bits 8 --method foo", ("Invalid value for '--method'", "'foo' is not one of 'minmax'", "see `edgepose quantize --help`")),
+    ("train --data {ds} --out {out}/t --config edgepose-tiny --activation gelu", ("Invalid value for '--activation'", "'gelu' is not one of 'relu', 'relu6', 'silu'", "see `edgepose train --help`")),
     ("data convert {ds} {out}/c --to xml", ("Invalid value for '--to'", "'xml' is not one of 'coco', 'yolo'", "see `edgepose data convert --help`")),
     ("export --weights {ckpt} --out {out}/m.onnx --bogus", ("No such option: --bogus", "see `edgepose export --help`")),
     ("quantize {e2e} --bits 8", ("Missing option '--calib'", "see `edgepose quantize --help`")),
@@ -261,7 +214,7 @@ def test_unparsable_values_are_usage_errors(
 ) -> None:
     names = {**{k: str(v) for k, v in inp.items()}, "out": str(tmp_path)}
     args = [re.sub(r"\{([^}]+)\}", lambda m: names[m.group(1)], a) for a in argv.split()]
-    before = _hashes(inp["dir"])
+    before = tree_hashes(inp["dir"])
     result = runner.invoke(app, args, env={"COLUMNS": "40"})
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
@@ -269,7 +222,7 @@ def test_unparsable_values_are_usage_errors(
     assert result.stderr.count("\n") == 1, result.stderr  # one line, however narrow the terminal
     for frag in fragments:
         assert frag in result.stderr, (frag, result.stderr)
-    assert _hashes(inp["dir"]) == before and list(tmp_path.iterdir()) == []
+    assert tree_hashes(inp["dir"]) == before and list(tmp_path.iterdir()) == []
 
 
 def test_errors_doc_has_a_row_per_case_and_cites_only_existing_tests() -> None:

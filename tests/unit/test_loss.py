@@ -136,7 +136,8 @@ def test_total_loss_minimal_for_perfect_maps_and_larger_when_perturbed() -> None
 def test_optimizers_param_groups_and_warmup() -> None:
     from edgepose.nn.config import resolve_config
     from edgepose.nn.model import build_model
-    from edgepose.train.options import OptimizerKind, TrainOptions, cosine_lr, make_optimizer, set_lr
+    from edgepose.train.optim import cosine_lr, make_optimizer, set_lr
+    from edgepose.train.options import OptimizerKind, TrainOptions
 
     model = build_model(resolve_config("edgepose-tiny"))
     sgd_opts = TrainOptions(lr0=0.01, lrf=0.01)

@@ -8,7 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from edgepose.nn import build_model, decode, resolve_config
+from edgepose.nn import build_model, resolve_config
+from edgepose.nn.decode import decode
 
 torch.set_num_threads(1)
 

@@ -25,7 +25,7 @@ from edgepose.nn import (
     set_activation,
 )
 from edgepose.nn.blocks import ConvBNAct
-from edgepose.nn.config import MODELS_DIR
+from edgepose.nn.config import registry_file
 
 torch.set_num_threads(1)
 
@@ -168,7 +168,7 @@ def test_unknown_yaml_key_suggests_the_close_one(tmp_path) -> None:
 
 def test_input_size_not_divisible_by_max_stride(tmp_path) -> None:
     p = tmp_path / "x6.yaml"
-    text = (MODELS_DIR / "edgepose-n6.yaml").read_text().replace("input_size: 256", "input_size: 224")
+    text = registry_file("edgepose-n6").read_text().replace("input_size: 256", "input_size: 224")
     p.write_text(text)
     with pytest.raises(ConfigError, match=r"input_size 224 is not divisible by the largest stride 64; "):
         load_config(p)
@@ -206,7 +206,7 @@ def test_config_dict_round_trip_is_json_safe() -> None:
         cfg = resolve_config(name)
         d = json.loads(json.dumps(config_to_dict(cfg)))
         assert config_from_dict(d) == cfg
-    assert resolve_config(str(MODELS_DIR / "edgepose-s.yaml")) == resolve_config("edgepose-s")
+    assert resolve_config(str(registry_file("edgepose-s"))) == resolve_config("edgepose-s")
     # Direct construction accepts JSON-ish spellings and normalises them.
     cfg = ModelConfig("x", 0.33, 0.25, activation="silu", strides=[8, 16, 32])  # type: ignore[arg-type]
     assert cfg.activation is Activation.SILU and cfg.strides == (8, 16, 32)

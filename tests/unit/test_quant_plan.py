@@ -15,7 +15,7 @@ from edgepose.quant.graph import body_model, find_layers, load_float_model, raw_
 from edgepose.quant.options import LayerPrecision
 from edgepose.quant.plan import PrecisionPlan, quantize_static_args
 from edgepose.spec import TAIL_PREFIX, GraphKind, PoseSpec, Precision
-from tests.unit.test_quant_models import build_e2e_model
+from tests.helpers.quant_models import build_e2e_model
 
 
 @pytest.fixture(scope="module")

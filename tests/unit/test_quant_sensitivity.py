@@ -16,7 +16,7 @@ from edgepose.quant.plan import PrecisionPlan
 from edgepose.quant.quantize import _calibrate, _quantize
 from edgepose.quant.search import order_by_sensitivity
 from edgepose.quant.sensitivity import SensitivityProbe, nmse
-from tests.unit.test_quant_models import build_e2e_model, make_calib_dir
+from tests.helpers.quant_models import build_e2e_model, make_calib_dir
 
 
 def _probe(model_path: Path, calib_dir: Path) -> SensitivityProbe:

@@ -10,7 +10,7 @@ import pytest
 from edgepose.errors import ConfigError, DataError
 from edgepose.runtime import PoseEstimator, preprocess
 from edgepose.spec import InputFormat
-from tests.unit._runtime_onnx import SMALL_SPEC, build_model
+from tests.helpers.runtime_onnx import SMALL_SPEC, build_model
 
 GREY = 114  # the graph scales scores by mean brightness / 114: a 114-grey image keeps the table's scores
 

@@ -10,7 +10,7 @@ import pytest
 from edgepose.errors import ConfigError, ModelFileError
 from edgepose.runtime import PoseEstimator
 from edgepose.spec import GraphKind, InputFormat
-from tests.unit._runtime_onnx import SMALL_ROWS, SMALL_SPEC, build_model
+from tests.helpers.runtime_onnx import SMALL_ROWS, SMALL_SPEC, build_model
 
 
 def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:

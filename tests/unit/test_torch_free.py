@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edgepose.runtime import PoseEstimator
-from tests.unit._runtime_onnx import build_model
+from tests.helpers.runtime_onnx import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,3 +90,35 @@ def test_predict_command_without_torch_or_onnx(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert len(preds) == 3 and (tmp_path / "out" / "img.png").is_file()
+
+
+def test_model_configs_load_without_torch(tmp_path: Path) -> None:
+    proc = run_blocked(
+        """
+        from edgepose.nn import resolve_config
+        from edgepose.nn.config import available_configs
+        print(resolve_config("edgepose-n").name, len(available_configs()))
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["edgepose-n", "9"]
+
+
+def test_quantization_imports_without_torch(tmp_path: Path) -> None:
+    # quant needs onnx (not blocked here: only torch and onnxslim are) but never torch, so a board-side
+    # or CI-side install without torch can quantize an exported file.
+    code = BLOCKER.replace('{"torch", "onnx", "onnxsim", "onnxslim"}', '{"torch", "onnxsim", "onnxslim"}') + (
+        "import sys, edgepose.quant, edgepose.quant.quantize, edgepose.quant.calib, edgepose.quant.plan\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxslim', 'onnxsim')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
