@@ -40,10 +40,10 @@ def _candidates_graph(batch: int | str, opset: int = 17) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def _tail_session(
+def _tail_model(
     batch: int | str, *, max_det: int = 50, conf: float = 0.3, iou: float = 0.5
-) -> ort.InferenceSession:
-    model = append_nms_tail(
+) -> onnx.ModelProto:
+    return append_nms_tail(
         _candidates_graph(batch),
         boxes="boxes_out",
         scores="scores_out",
@@ -53,6 +53,12 @@ def _tail_session(
         conf=conf,
         iou=iou,
     )
+
+
+def _tail_session(
+    batch: int | str, *, max_det: int = 50, conf: float = 0.3, iou: float = 0.5
+) -> ort.InferenceSession:
+    model = _tail_model(batch, max_det=max_det, conf=conf, iou=iou)
     pin_ir_version(model)
     onnx.checker.check_model(model, full_check=True)
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -185,10 +191,7 @@ def test_count_never_reduces_an_empty_axis(batch: int | str) -> None:
     # onnxruntime < 1.17 fails a ReduceSum over an empty axis; on a frame with nobody in it the kept
     # rows are empty, so the count sums a zero row plus the kept rows (M + 1 >= 1). Checked on
     # onnxruntime 1.15.1 and 1.16.3 with scripts/check_ort_compat.py.
-    model = append_nms_tail(
-        _candidates_graph(batch), boxes="boxes_out", scores="scores_out", kpts="kpts_out",
-        num_keypoints=K, max_det=50, conf=0.3, iou=0.5,
-    )  # fmt: skip
+    model = _tail_model(batch)
     made_by = {o: n for n in model.graph.node for o in n.output}
     count = made_by[NUM_DETS_NAME]
     assert count.op_type == "ReduceSum"
