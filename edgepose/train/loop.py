@@ -19,9 +19,9 @@ from edgepose.nn.config import ModelConfig
 from edgepose.nn.model import PoseModel, build_model
 from edgepose.spec import PoseSpec, flip_index_for
 from edgepose.train import ddp
+from edgepose.train.criterion import make_criterion
 from edgepose.train.ema import ModelEMA, unwrap
 from edgepose.train.evaluate import evaluate_model
-from edgepose.train.loss import LOSS_NAMES, PoseLoss
 from edgepose.train.options import (
     OptimizerKind,
     TrainCallbacks,
@@ -179,7 +179,8 @@ def train(
 
             ids = [info.device.index] if info.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
-        criterion = PoseLoss(unwrap(model).anchors, cfg.strides, spec.sigmas, opts.loss).to(info.device)
+        criterion, loss_names = make_criterion(cfg, unwrap(model), spec.sigmas, opts.loss)
+        criterion.to(info.device)
         ds = PoseTrainDataset(train_data, opts.img, spec.flip_index, opts.aug, seed=opts.seed)
         amp = info.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -198,7 +199,7 @@ def train(
             ds.epoch = epoch
             ds.use_mosaic = opts.aug.mosaic > 0 and epoch < opts.epochs - opts.close_mosaic
             model.train()
-            sums = torch.zeros(len(LOSS_NAMES))
+            sums = torch.zeros(len(loss_names))
             seen, n_steps, t_step = 0, 0, time.time()
             lr = opts.lr0
             for i, (imgs, targets) in enumerate(_loader(ds, opts, epoch, info)):
@@ -223,11 +224,11 @@ def train(
                 seen += x.shape[0]
                 n_steps += 1
                 if info.is_main and cb.on_step:
-                    mean = dict(zip(LOSS_NAMES, (sums / n_steps).tolist(), strict=True))
+                    mean = dict(zip(loss_names, (sums / n_steps).tolist(), strict=True))
                     cb.on_step(epoch, i + 1, steps, mean, seen * info.world_size / (time.time() - t_step))
             record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "mosaic": ds.use_mosaic}
             record.update(
-                {f"loss_{k}": v for k, v in zip(LOSS_NAMES, (sums / max(n_steps, 1)).tolist(), strict=True)}
+                {f"loss_{k}": v for k, v in zip(loss_names, (sums / max(n_steps, 1)).tolist(), strict=True)}
             )
             record["train_img_per_s"] = seen * info.world_size / max(time.time() - te, 1e-9)
             if info.is_main:
