@@ -24,6 +24,7 @@ from edgepose.export import onnxio
 from edgepose.export.tail import TAIL_MIN_OPSET, check_thresholds
 from edgepose.export.verify import VerifyResult, verify_export
 from edgepose.fsio import check_parent
+from edgepose.nn.config import HeadKind
 from edgepose.spec import GraphKind, InputFormat, PoseSpec, Precision
 
 if TYPE_CHECKING:
@@ -101,6 +102,12 @@ def build_graph(
     from edgepose.export.deploy import end2end, export_net
 
     trace_opset = min(opset, TRACE_MAX_OPSET)
+    if model.cfg.head is HeadKind.ERPOSE:  # NMS-free: TopK tail (edgepose.export.erpose_export)
+        from edgepose.export.erpose_export import build_erpose_graph
+
+        return build_erpose_graph(  # type: ignore[arg-type]
+            model, spec, opset=opset, trace_opset=trace_opset, batch=batch, dynamic_batch=dynamic_batch
+        )
     e2e = spec.graph is GraphKind.END2END
     graph = export_net(
         model,
@@ -154,6 +161,12 @@ def export_model(
     check_parent(out_path)  # fail before the slow part
     ck = load_checkpoint(ckpt_path)
     size = (img, img) if isinstance(img, int) else tuple(img) if img is not None else (ck.cfg.input_size,) * 2
+    erpose = ck.cfg.head is HeadKind.ERPOSE
+    if erpose and not nms:
+        raise ExportError(
+            f"--no-nms (the raw-head layout) is a YOLO-Pose option; {ckpt_path} is an ER-Pose model "
+            f"({ck.cfg.name}) whose graph has no NMS to leave out: drop --no-nms"
+        )
     _check_options(
         size,
         ck.model.strides,
@@ -187,7 +200,13 @@ def export_model(
     onnxio.set_metadata(graph, spec)
     graph.producer_name, graph.producer_version = "edgepose", __version__
     onnxio.check(graph)
-    result = verify_export(graph, ck.model, spec, batch=None if dynamic_batch else batch) if verify else None
+    result = None
+    if verify and erpose:
+        from edgepose.export.erpose_verify import verify_erpose_export
+
+        result = verify_erpose_export(graph, ck.model, spec, batch=None if dynamic_batch else batch)  # type: ignore[arg-type]
+    elif verify:
+        result = verify_export(graph, ck.model, spec, batch=None if dynamic_batch else batch)
     path = onnxio.save(graph, out_path)
     return ExportReport(
         path=path,

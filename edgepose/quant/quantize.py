@@ -137,12 +137,19 @@ def _quantize(
 
 
 def raw_outputs(
-    model: onnx.ModelProto, images: Sequence[np.ndarray], threads: int | None = None
+    model: onnx.ModelProto,
+    images: Sequence[np.ndarray],
+    threads: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[list[np.ndarray]]:
-    """The tail's input tensors (raw head outputs) for each image; a body graph's outputs (no tail)."""
+    """The tail's input tensors (raw head outputs) for each image; a body graph's outputs (no tail).
+
+    `names` fixes which tensors, in which order: a quantized copy may list its tail's inputs in another
+    graph order than the float model (ER-Pose's TopK tail does), and `nmse` pairs outputs by position.
+    """
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    names = tail_inputs(model) or [o.name for o in model.graph.output]
+    names = list(names or tail_inputs(model) or [o.name for o in model.graph.output])
     have = {o.name for o in m.graph.output}
     m.graph.output.extend(
         onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in have
@@ -203,6 +210,7 @@ def quantize_model(
         scores: list[float] | None = None
         raw_int8: float | None = None
         reference = raw_outputs(body, probe_images, threads)
+        names = [o.name for o in body.graph.output]  # the float tail's inputs, in the reference's order
         if precision is Precision.MIXED:
             t = time.perf_counter()
             q8 = _quantize(model, PrecisionPlan(LayerPrecision.INT8), cache, method, tmp, "int8")
@@ -214,7 +222,7 @@ def quantize_model(
                 LayerPrecision.INT8,
                 {layers[i].name: high_precision.layer_precision for i in sorted(order[:k])},
             )
-            raw_int8 = nmse(raw_outputs(q8, probe_images, threads), reference)
+            raw_int8 = nmse(raw_outputs(q8, probe_images, threads, names), reference)
             seconds["sensitivity"] = time.perf_counter() - t
         else:
             plan = PrecisionPlan.uniform(precision)
@@ -222,7 +230,7 @@ def quantize_model(
         t = time.perf_counter()
         q = _quantize(model, plan, cache, method, tmp, "final")
         seconds["quantize"] = time.perf_counter() - t
-        raw = nmse(raw_outputs(q, probe_images, threads), reference)
+        raw = nmse(raw_outputs(q, probe_images, threads, names), reference)
         tick("quantize", 1, 1)
     if max_drop is not None and raw > max_drop:
         notes.append(
