@@ -29,8 +29,9 @@ def export(
         Path | None,
         typer.Option(
             "--from-onnx",
-            help="Instead of --weights: wrap a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose, "
-            "one output (B, 4 + 1 + 3K, N)) with edgepose's decode/NMS tail and metadata.",
+            help="Instead of --weights: wrap a third-party pose ONNX with edgepose's tail and metadata: raw "
+            "Ultralytics YOLOv8/YOLO11-pose (one output (B, 4 + 1 + 3K, N)) gets decode + NMS, an NMS-free "
+            "YOLO26-pose (one output (B, N, 6 + 3K)) gets the TopK tail.",
         ),
     ] = None,
     layout: Annotated[
@@ -58,7 +59,11 @@ def export(
     ] = False,
     conf: Annotated[float, typer.Option("--conf", help=_HELP_CONF)] = 0.25,
     iou: Annotated[
-        float, typer.Option("--iou", help="Baked NMS IoU threshold (input 'iou_threshold').")
+        float,
+        typer.Option(
+            "--iou",
+            help="Baked NMS IoU threshold (input 'iou_threshold'); NMS-free graphs (ER-Pose) have none.",
+        ),
     ] = 0.45,
     max_det: Annotated[
         int,
@@ -72,7 +77,8 @@ def export(
     no_nms: Annotated[
         bool,
         typer.Option(
-            "--no-nms", help="Write the raw-head graph (one output per stride) for vendor compilers."
+            "--no-nms",
+            help="Write the raw-head graph (one output per stride) for vendor compilers (YOLO-Pose only).",
         ),
     ] = False,
     no_verify: Annotated[

@@ -1,5 +1,8 @@
 """`import_onnx`: wrap a third-party raw pose ONNX (Ultralytics layout) into an edgepose end-to-end graph.
 
+An output of many short rows (B, N, 6 + 3K) is an already NMS-free model (YOLO26-pose style); it gets
+the TopK tail instead of the NMS one (`edgepose.export.import_end2end`).
+
 Source output (B, 4 + 1 + 3K, N): cx, cy, w, h in input pixels, person score, K x (x, y, visibility).
 An adapter (Transpose, Slice, centre/size -> corners, Sigmoid where the source holds logits) named under
 IMPORT_PREFIX feeds edgepose's NMS tail, so the file meets the same contract as our own exports and
@@ -20,8 +23,15 @@ from pathlib import Path
 import onnx
 
 from edgepose import __version__
-from edgepose.errors import ConfigError, ExportError
+from edgepose.errors import ConfigError, ExportError, ModelFileError
 from edgepose.export import onnxio
+from edgepose.export.import_end2end import (
+    E2E_EXPECTED,
+    classify_end2end,
+    looks_end2end,
+    verify_end2end,
+    wrap_end2end,
+)
 from edgepose.export.import_graph import (
     IMPORT_PREFIX,
     append_adapter,
@@ -36,11 +46,12 @@ from edgepose.export.import_layout import (
     Layout,
     check_layout_option,
     classify,
+    fmt_shape,
     graph_inputs,
     probe,
     reject_static,
 )
-from edgepose.export.import_verify import ImportCheck, verify_import
+from edgepose.export.import_verify import LOW_CONF, VERIFY_IMAGES, ImportCheck, sample_inputs, verify_import
 from edgepose.export.tail import TAIL_MIN_OPSET, append_nms_tail, check_thresholds, default_opset
 from edgepose.fsio import check_parent
 from edgepose.spec import (
@@ -67,7 +78,7 @@ class ImportReport:
     path: Path
     spec: PoseSpec
     layout: Layout
-    source_shape: tuple[int, int, int]  # (B, C, N) of the source output, as run
+    source_shape: tuple[int, int, int]  # the source output as run: (B, C, N) raw, (B, N, C) end-to-end
     score_prob: bool  # the source's person score was post-sigmoid
     kpt_conf: KptConf  # LOGIT or PROB: what the visibility channels held
     kpt_conf_reason: str
@@ -181,27 +192,41 @@ def import_onnx(
     dim0 = graph_inputs(model)[0].type.tensor_type.shape.dim[0]
     batch = dim0.dim_value if dim0.HasField("dim_value") and dim0.dim_value > 0 else 1
     p = probe(model, (batch, 3, *size))
-    lay = classify(p, kpt_conf, str(src))
+    # Already NMS-free rows (YOLO26-pose style) get the TopK tail: edgepose.export.import_end2end.
+    end2end = looks_end2end(p.raw.shape)
+    if lay_kind is Layout.ULTRALYTICS_POSE_E2E and not end2end:
+        raise ModelFileError(
+            f"{src}: --layout {lay_kind.value} expects {E2E_EXPECTED}, the output is "
+            f"{fmt_shape(p.raw.shape)}; use --layout {Layout.ULTRALYTICS_POSE.value} for a raw output"
+        )
+    lay_kind = Layout.ULTRALYTICS_POSE_E2E if end2end else lay_kind
+    lay = classify_end2end(p.raw, kpt_conf, str(src)) if end2end else classify(p, kpt_conf, str(src))
     notes.extend(lay.notes)
     _, c, n = p.raw.shape
     names, skel, flip = keypoint_meta(lay.num_keypoints, keypoint_names, skeleton, flip_index)
     raw_name = free_output_name(model)
-    boxes, scores, kpts = append_adapter(model, raw_name, c, lay)
-    decoder = vis_sigmoid(lay.num_keypoints) if lay.kpt_conf is KptConf.LOGIT else None
-    graph = append_nms_tail(
-        model,
-        boxes=boxes,
-        scores=scores,
-        kpts=kpts,
-        num_keypoints=lay.num_keypoints,
-        max_det=max_det,
-        conf=conf,
-        iou=iou,
-        decode_kpts=decoder,
-    )
-    strides = infer_strides(n, size)
-    if not strides:
-        notes.append(f"strides unknown: N = {n} fits no grid of strides {STRIDE_SETS} at {size[0]}x{size[1]}")
+    if end2end:
+        graph = wrap_end2end(model, raw_name, p.raw.shape, lay, conf=conf, max_det=max_det)
+        strides: tuple[int, ...] = ()  # rows, not grid cells: the source's strides are not recoverable
+    else:
+        boxes, scores, kpts = append_adapter(model, raw_name, c, lay)
+        decoder = vis_sigmoid(lay.num_keypoints) if lay.kpt_conf is KptConf.LOGIT else None
+        graph = append_nms_tail(
+            model,
+            boxes=boxes,
+            scores=scores,
+            kpts=kpts,
+            num_keypoints=lay.num_keypoints,
+            max_det=max_det,
+            conf=conf,
+            iou=iou,
+            decode_kpts=decoder,
+        )
+        strides = infer_strides(n, size)
+        if not strides:
+            notes.append(
+                f"strides unknown: N = {n} fits no grid of strides {STRIDE_SETS} at {size[0]}x{size[1]}"
+            )
     spec = PoseSpec(
         name=name or src.stem,
         input_size=size,
@@ -222,7 +247,13 @@ def import_onnx(
     onnxio.set_metadata(graph, spec)
     graph.producer_name, graph.producer_version = "edgepose", __version__
     onnxio.check(graph)
-    check = verify_import(graph, raw_name, spec, lay, batch) if verify else None
+    check = None
+    if verify and end2end:
+        inputs = sample_inputs(VERIFY_IMAGES, spec.input_size, batch)
+        rows, box_d, kpt_d = verify_end2end(graph, raw_name, spec, lay, inputs)
+        check = ImportCheck(len(inputs) * batch, rows, box_d, kpt_d, (spec.conf_threshold, LOW_CONF))
+    elif verify:
+        check = verify_import(graph, raw_name, spec, lay, batch)
     path = onnxio.save(graph, out_path)
     return ImportReport(
         path=path,
