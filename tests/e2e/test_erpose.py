@@ -163,3 +163,27 @@ def test_cli_trains_erpose_tiny(tmp_path: Path) -> None:
     assert ck.cfg.head is HeadKind.ERPOSE and ck.epoch == 1
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert set(rows[0]) >= {"loss_oks", "loss_conf_o2o", "val_ap"}
+
+
+def test_predict_says_iou_is_ignored_on_an_nms_free_graph(
+    tiny_erpose_checkpoint: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    from edgepose.export.exporter import export_model
+    from edgepose.runtime import PoseEstimator
+    from edgepose.spec import IOU_THR_NAME, SCORE_THR_NAME
+
+    rep = export_model(tiny_erpose_checkpoint, tmp_path / "er.onnx", verify=False)
+    est = PoseEstimator(rep.path, threads=1)
+    assert est.supports_override(SCORE_THR_NAME) and not est.supports_override(IOU_THR_NAME)
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((96, 128, 3), 127, np.uint8))
+    r = runner.invoke(
+        app, ["predict", str(rep.path), str(image), "--out", str(tmp_path / "p"), "--iou", "0.5"]
+    )
+    assert r.exit_code == 0, r.output
+    assert (
+        f"warning: {rep.path} has no iou_threshold input: --iou 0.5 is ignored (an NMS-free graph suppresses "
+        "nothing)" in " ".join(r.output.split())
+    )
