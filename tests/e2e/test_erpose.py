@@ -187,3 +187,21 @@ def test_predict_says_iou_is_ignored_on_an_nms_free_graph(
         f"warning: {rep.path} has no iou_threshold input: --iou 0.5 is ignored (an NMS-free graph suppresses "
         "nothing)" in " ".join(r.output.split())
     )
+
+
+def test_raw_outputs_pair_by_name_not_graph_order(tiny_erpose_checkpoint: Path, tmp_path: Path) -> None:
+    """A quantized ER-Pose copy lists its tail inputs in another graph order than the float model (measured:
+    raw-output NMSE 282 instead of 1.03 before raw_outputs took `names`)."""
+    from edgepose.export.exporter import export_model
+    from edgepose.quant.graph import tail_inputs
+    from edgepose.quant.quantize import raw_outputs
+    from edgepose.quant.sensitivity import nmse
+
+    model = onnx.load(export_model(tiny_erpose_checkpoint, tmp_path / "er.onnx", verify=False).path)
+    names = tail_inputs(model)
+    assert [n.split("_s")[0] for n in names[:2]] == ["er_conf", "er_pose"]
+    images = [np.random.default_rng(150).random((1, 3, 128, 128), dtype=np.float32)]
+    (ref,) = raw_outputs(model, images, names=names)
+    (rev,) = raw_outputs(model, images, names=names[::-1])
+    assert [r.shape for r in rev] == [r.shape for r in ref][::-1]
+    assert nmse([rev[::-1]], [ref]) == 0.0
