@@ -35,3 +35,27 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = PoseSpec(name=cfg.name, input_size=(cfg.input_size, cfg.input_size), strides=cfg.strides)
     path = tmp_path_factory.mktemp("tiny_ckpt") / f"{TINY_MODEL}.pt"
     return save_checkpoint(path, model, spec, epoch=0, metrics={})
+
+
+@pytest.fixture(scope="session")
+def tiny_erpose_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, randomly initialised `erpose-tiny` checkpoint (128 px, ReLU; issue 19's ER-Pose head),
+    BatchNorm statistics from a few seeded batches like `tiny_checkpoint`."""
+    import torch
+
+    from edgepose.nn.checkpoint import save_checkpoint
+    from edgepose.nn.config import resolve_config
+    from edgepose.nn.model import build_model
+    from edgepose.spec import PoseSpec
+
+    cfg = resolve_config("erpose-tiny")
+    torch.manual_seed(TINY_SEED)
+    model = build_model(cfg)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(4, 3, cfg.input_size, cfg.input_size))  # BN running stats only
+    model.eval()
+    spec = PoseSpec(name=cfg.name, input_size=(cfg.input_size, cfg.input_size), strides=cfg.strides)
+    path = tmp_path_factory.mktemp("tiny_erpose_ckpt") / "erpose-tiny.pt"
+    return save_checkpoint(path, model, spec, epoch=0, metrics={})

@@ -64,9 +64,10 @@ def default_val(
     cache_dir: Path, num_images: int = DEFAULT_NUM_IMAGES, progress: StageProgress | None = None
 ) -> Path:
     """A synthetic val set (seed 2, 256 px) in the cache folder, generated on first use (deterministic)."""
-    from edgepose.data.synth import synthesize
+    from edgepose.data.synth import SYNTH_VERSION, synthesize
 
-    out = cache_dir / f"val-seed{VAL_SEED}-{VAL_SIZE}px-{num_images}"
+    # The generator version is in the key: a cached set of another version is never reused silently.
+    out = cache_dir / f"val-v{SYNTH_VERSION}-seed{VAL_SEED}-{VAL_SIZE}px-{num_images}"
     if (out / ANNOTATIONS_FILE).is_file():
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,9 @@ _FromOnnxOpt = Annotated[
     Path | None,
     typer.Option(
         "--from-onnx",
-        help="Instead of --weights: wrap a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose, "
-        "one output (B, 4 + 1 + 3K, N)) with edgepose's decode/NMS tail and metadata.",
+        help="Instead of --weights: wrap a third-party pose ONNX with edgepose's tail and metadata: raw "
+        "Ultralytics YOLOv8/YOLO11-pose (one output (B, 4 + 1 + 3K, N)) gets decode + NMS, an NMS-free "
+        "YOLO26-pose (one output (B, N, 6 + 3K)) gets the TopK tail.",
     ),
 ]
 _LayoutOpt = Annotated[Layout, typer.Option("--layout", help="--from-onnx: the source's output layout.")]
@@ -53,7 +54,12 @@ _OpsetOpt = Annotated[int, typer.Option("--opset", help="ONNX opset (13-21).")]
 _BatchOpt = Annotated[int, typer.Option("--batch", help="Static batch size.")]
 _DynamicBatchOpt = Annotated[bool, typer.Option("--dynamic-batch", help="Batch size chosen at run time.")]
 _ConfOpt = Annotated[float, typer.Option("--conf", help=_HELP_CONF)]
-_IouOpt = Annotated[float, typer.Option("--iou", help="Baked NMS IoU threshold (input 'iou_threshold').")]
+_IouOpt = Annotated[
+    float,
+    typer.Option(
+        "--iou", help="Baked NMS IoU threshold (input 'iou_threshold'); NMS-free graphs (ER-Pose) have none."
+    ),
+]
 _MaxDetOpt = Annotated[
     int,
     typer.Option("--max-det", help="Detections per image: fixes the output shape (input 'max_detections')."),
@@ -63,7 +69,10 @@ _InputFormatOpt = Annotated[
 ]
 _NoNmsOpt = Annotated[
     bool,
-    typer.Option("--no-nms", help="Write the raw-head graph (one output per stride) for vendor compilers."),
+    typer.Option(
+        "--no-nms",
+        help="Write the raw-head graph (one output per stride) for vendor compilers (YOLO-Pose only).",
+    ),
 ]
 _NoVerifyOpt = Annotated[
     bool, typer.Option("--no-verify", help="Skip the onnxruntime vs PyTorch check (not recommended).")

@@ -76,7 +76,10 @@ def predict(
     estimator = PoseEstimator(model, threads=threads)
     spec = estimator.spec
     if iou is not None and not estimator.supports_override(IOU_THR_NAME):
-        warn(f"{model} has no {IOU_THR_NAME} input: --iou {iou} is ignored (NMS uses {spec.iou_threshold})")
+        # A score input without an IoU input is an NMS-free graph (ER-Pose, imported end-to-end models).
+        nms_free = estimator.supports_override(SCORE_THR_NAME)
+        why = "an NMS-free graph suppresses nothing" if nms_free else f"NMS uses {spec.iou_threshold}"
+        warn(f"{model} has no {IOU_THR_NAME} input: --iou {iou} is ignored ({why})")
     if conf is not None and conf < spec.conf_threshold and not estimator.supports_override(SCORE_THR_NAME):
         warn(f"{model} bakes in score threshold {spec.conf_threshold}: --conf {conf} cannot lower it")
     options = PredictOptions(conf=conf, iou=iou, save_json=save_json, show_fps=show_fps)

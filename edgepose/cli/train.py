@@ -180,7 +180,8 @@ def train(
         result = train_from_files(cfg, opts, data, val, out, resume=resume, init_from=init_from,
                                   callbacks=callbacks)  # fmt: skip
     finally:
-        progress.stop()
+        if progress.live.is_started:  # stopping a never-started display prints a stray blank line
+            progress.stop()
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun only rank 0 reports
     if opts.stop_after is not None and opts.stop_after < opts.epochs:

@@ -191,8 +191,9 @@ def _r(v: float) -> float | int:
     return int(f) if f.is_integer() else f
 
 
-def dataset_to_coco_dict(dataset: PoseDataset) -> dict:
-    """The COCO keypoints dict of `dataset` (v=0 keypoints written as 0, 0, 0; skeleton 1-based)."""
+def dataset_to_coco_dict(dataset: PoseDataset, info: dict[str, Any] | None = None) -> dict:
+    """The COCO keypoints dict of `dataset` (v=0 keypoints written as 0, 0, 0; skeleton 1-based);
+    `info` replaces the default info block (the synthetic generator records its version there)."""
     category = {
         "id": 1,
         "name": "person",
@@ -224,14 +225,14 @@ def dataset_to_coco_dict(dataset: PoseDataset) -> dict:
             )
             ann_id += 1
     return {
-        "info": {"description": "edgepose pose dataset"},
+        "info": dict(info) if info is not None else {"description": "edgepose pose dataset"},
         "images": images,
         "annotations": annotations,
         "categories": [category],
     }
 
 
-def write_coco(dataset: PoseDataset, json_path: str | Path) -> Path:
+def write_coco(dataset: PoseDataset, json_path: str | Path, info: dict[str, Any] | None = None) -> Path:
     """Write `dataset` as a COCO keypoints JSON file, atomically."""
-    text = json.dumps(dataset_to_coco_dict(dataset), separators=(",", ":"))
+    text = json.dumps(dataset_to_coco_dict(dataset, info), separators=(",", ":"))
     return fsio.write_text(json_path, text)

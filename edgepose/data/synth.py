@@ -3,6 +3,18 @@
 Image i is rendered from `np.random.default_rng([seed, i])`, so a dataset is reproducible byte for
 byte and does not depend on how it is chunked. Keypoint visibility comes from the rendering itself:
 every drawn pixel records which person (and which body part) or occluder owns it.
+
+Generator versions (the `version` argument; the pixels and the people drawn are the same in both):
+
+1. keypoints labelled on every person, however small (until issue 19).
+2. (default) COCO's annotation protocol: COCO labels keypoints on medium and large people only (of the
+   real val2017 people we checked, none of the 124 with keypoints is small), so a person whose visible
+   area is below KPT_MIN_AREA (32 x 32 px, COCO's small/medium boundary, in absolute pixels like
+   COCOeval's area ranges) keeps its box and area but gets `num_keypoints: 0` (all keypoints 0, 0, 0).
+   COCOeval ignores such people, so detections on them are neither hits nor false positives, and the
+   39% of version-1 val people that were tiny keypoint targets no longer count in AP. Training readers
+   keep them as box-only people (the YOLO-Pose loss trains their box and score; ER-Pose treats them as
+   ignore regions).
 """
 
 from __future__ import annotations
@@ -30,15 +42,19 @@ _COUNT_WEIGHTS = np.array([3, 20, 20, 17, 13, 9, 7, 6, 5], np.float64)  # P(n pe
 _COUNT_CDF = (np.cumsum(_COUNT_WEIGHTS) / _COUNT_WEIGHTS.sum()).tolist()[:-1]
 MIN_SIZE = 32
 JPEG_QUALITY = 92
+SYNTH_VERSION = 2  # the default generator version (module docstring); 1 reproduces the earlier datasets
+VERSIONS = (1, 2)
+KPT_MIN_AREA = 32 * 32  # version 2: people with a smaller visible area carry no keypoints (COCO "small")
 
 
 @dataclass
 class SynthSample:
-    """One rendered image and its annotated people (those with at least one labelled keypoint)."""
+    """One rendered image and its annotated people: those with at least one keypoint inside the image
+    (version 2: a person below KPT_MIN_AREA then has its keypoints cleared, box and area kept)."""
 
     image: np.ndarray  # (H, W, 3) uint8 BGR
     boxes: np.ndarray  # (N, 4) x1 y1 x2 y2: tight box of the visible pixels
-    keypoints: np.ndarray  # (N, 17, 3) x, y, v (v=0 rows are 0, 0, 0)
+    keypoints: np.ndarray  # (N, 17, 3) x, y, v (v=0 rows are 0, 0, 0; all 0 for small people in version 2)
     areas: np.ndarray  # (N,) visible pixel count
     masks: np.ndarray  # (N, H, W) bool: the pixels where each person is visible in the final image
     # (N, 17) bool: on the person's own mask but hidden by its own body (a far limb) or facing away
@@ -67,12 +83,21 @@ _ALLOWED = _allowed_codes()
 _K = np.arange(17)
 
 
-def render_sample(seed: int, index: int, size: int) -> SynthSample:
+def render_sample(seed: int, index: int, size: int, version: int = SYNTH_VERSION) -> SynthSample:
     """Render image `index` of the dataset with `seed` at `size` x `size` pixels."""
-    return _render(seed, index, size, with_masks=True)
+    return _render(seed, index, size, with_masks=True, version=_check_version(version))
 
 
-def _render(seed: int, index: int, size: int, with_masks: bool) -> SynthSample:
+def _check_version(version: int) -> int:
+    if version not in VERSIONS:
+        raise ConfigError(
+            f"generator version {version!r} is unknown; use one of {', '.join(map(str, VERSIONS))} "
+            f"({SYNTH_VERSION} is the default)"
+        )
+    return int(version)
+
+
+def _render(seed: int, index: int, size: int, with_masks: bool, version: int = SYNTH_VERSION) -> SynthSample:
     """render_sample; without masks `masks` is (N, 0, 0) (synthesize does not write them)."""
     rng = np.random.default_rng([seed, index])
     img = background(rng, size)
@@ -123,13 +148,14 @@ def _render(seed: int, index: int, size: int, with_masks: bool) -> SynthSample:
         x, y, w, h = cv2.boundingRect(mask_u8)
         x, y = x + x0, y + y0
         boxes.append([x, y, x + w, y + h])
-        kpts.append(kp_all[i])
+        small = version >= 2 and area < KPT_MIN_AREA  # COCO protocol: no keypoints on small people
+        kpts.append(np.zeros_like(kp_all[i]) if small else kp_all[i])
         areas.append(area)
         if with_masks:
             mask = np.zeros((size, size), bool)
             mask[y0:y1, x0:x1] = mask_u8 > 0
             masks.append(mask)
-        selfocc.append(self_occluded[i])
+        selfocc.append(np.zeros_like(self_occluded[i]) if small else self_occluded[i])
         heights.append(p.height_px)
     m = len(boxes)
     return SynthSample(
@@ -151,11 +177,14 @@ def synthesize(
     *,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    version: int = SYNTH_VERSION,
 ) -> Path:
     """Write out_dir/images/000000.jpg ... and out_dir/ANNOTATIONS_FILE (COCO keypoints); returns out_dir.
 
     `progress` is called after each image with the number of images written so far. The folder
-    appears only when complete (nothing is left behind on an error or Ctrl-C).
+    appears only when complete (nothing is left behind on an error or Ctrl-C). `version` picks the
+    generator version (module docstring); ANNOTATIONS_FILE records it under info (version 2 on; version 1
+    writes the earlier info block unchanged).
     """
     if not isinstance(num_images, numbers.Integral) or num_images < 1:
         raise ConfigError(f"--num-images must be >= 1, got {num_images}; ask for at least one image")
@@ -164,12 +193,13 @@ def synthesize(
     if not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigError(f"--seed must be an integer >= 0, got {seed}")
     num_images, size, seed = int(num_images), int(size), int(seed)
+    version = _check_version(version)
     out = Path(out_dir)
     records = []
     with fsio.atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
         for i in range(num_images):
-            s = _render(seed, i, size, with_masks=False)
+            s = _render(seed, i, size, with_masks=False, version=version)
             name = f"{i:06d}.jpg"
             ok, buf = cv2.imencode(".jpg", s.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR image
@@ -189,5 +219,9 @@ def synthesize(
             )
             if progress is not None:
                 progress(i + 1)
-        write_coco(PoseDataset(out / "images", records), tmp / ANNOTATIONS_FILE)
+        # Version 1 keeps its original info block, so it reproduces the earlier datasets byte for byte.
+        info = {"description": "edgepose synthetic pose dataset", "generator_version": version, "seed": seed}
+        write_coco(
+            PoseDataset(out / "images", records), tmp / ANNOTATIONS_FILE, info=info if version > 1 else None
+        )
     return out

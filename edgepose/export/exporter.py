@@ -24,6 +24,7 @@ from edgepose.errors import ExportError
 from edgepose.export.tail import TAIL_MIN_OPSET, check_thresholds
 from edgepose.export.verify import VerifyResult, verify_export
 from edgepose.fsio import check_parent
+from edgepose.nn.config import HeadKind
 from edgepose.onnxkit.graph import NodeCounts, node_counts
 from edgepose.onnxkit.model import finalize
 from edgepose.spec import GraphKind, InputFormat, PoseSpec, Precision
@@ -98,6 +99,12 @@ def build_graph(
     from edgepose.export.deploy import end2end, export_net
 
     trace_opset = min(opset, TRACE_MAX_OPSET)
+    if model.cfg.head is HeadKind.ERPOSE:  # NMS-free: TopK tail (edgepose.export.erpose_export)
+        from edgepose.export.erpose_export import build_erpose_graph
+
+        return build_erpose_graph(  # type: ignore[arg-type]
+            model, spec, opset=opset, trace_opset=trace_opset, batch=batch, dynamic_batch=dynamic_batch
+        )
     e2e = spec.graph is GraphKind.END2END
     graph = export_net(
         model,
@@ -181,6 +188,12 @@ def export_model(
     check_parent(out_path)  # fail before the slow part
     ck = load_checkpoint(ckpt_path)
     size = (img, img) if isinstance(img, int) else tuple(img) if img is not None else (ck.cfg.input_size,) * 2
+    erpose = ck.cfg.head is HeadKind.ERPOSE
+    if erpose and not nms:
+        raise ExportError(
+            f"--no-nms (the raw-head layout) is a YOLO-Pose option; {ckpt_path} is an ER-Pose model "
+            f"({ck.cfg.name}) whose graph has no NMS to leave out: drop --no-nms"
+        )
     _check_options(
         size, ck.model.strides, opset=opset, nms=nms, batch=batch, dynamic_batch=dynamic_batch,
         conf=conf, iou=iou, max_det=max_det,
@@ -189,6 +202,10 @@ def export_model(
     graph = build_graph(fuse_conv_bn(ck.model), spec, opset=opset, batch=batch, dynamic_batch=dynamic_batch)
 
     def check_against_pytorch(g: onnx.ModelProto) -> VerifyResult:
+        if erpose:  # NMS-free graph: PyTorch + the top-k selection (edgepose.export.erpose_verify)
+            from edgepose.export.erpose_verify import verify_erpose_export
+
+            return verify_erpose_export(g, ck.model, spec, batch=None if dynamic_batch else batch)  # type: ignore[arg-type]
         return verify_export(g, ck.model, spec, batch=None if dynamic_batch else batch)
 
     written = finalize(graph, spec, out_path, verify=check_against_pytorch if verify else None)

@@ -47,9 +47,11 @@ def save_checkpoint(
 ) -> Path:
     """Write atomically. `model` holds the deployable weights (the EMA ones when training uses EMA);
     `train_state` (optimizer, EMA, raw model state for --resume) must itself be weights_only-safe."""
+    from edgepose.nn.erpose import ERPoseModel
+
     model = getattr(model, "module", model)  # unwrap DDP
-    if not isinstance(model, PoseModel):
-        raise TypeError(f"save_checkpoint expects a PoseModel, got {type(model).__name__}")
+    if not isinstance(model, (PoseModel, ERPoseModel)):
+        raise TypeError(f"save_checkpoint expects a PoseModel or ERPoseModel, got {type(model).__name__}")
     state = {
         k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
         for k, v in model.state_dict().items()

@@ -1,7 +1,9 @@
-"""ModelConfig: one YOLO-Pose variant (width, depth, activation, strides, anchors), loaded from YAML.
+"""ModelConfig: one model variant (head, width, depth, activation, strides, anchors), loaded from YAML.
 
 Torch-free (PyYAML only; `edgepose.nn` imports its torch modules lazily), so configs can be checked
 without building a model. The registry of shipped variants is the package data `edgepose/models/*.yaml`.
+`head` picks the prediction head on the shared backbone and neck: the anchor-based YOLO-Pose head (the
+default) or the NMS-free, keypoint-driven ER-Pose head (`edgepose.nn.erpose`), which has no anchors.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable  # Python 3.11+; only an annotation here
 
 REGISTRY_PACKAGE = "edgepose.models"  # one <name>.yaml per shipped variant, installed as package data
+
+
+class HeadKind(str, enum.Enum):
+    YOLO_POSE = "yolo-pose"  # anchor boxes + objectness + keypoints per anchor; NMS at inference
+    ERPOSE = "erpose"  # anchor-free, keypoint-driven, one-to-one assignment: no NMS (edgepose.nn.erpose)
 
 
 class Activation(str, enum.Enum):
@@ -49,6 +56,7 @@ class ModelConfig:
     strides: tuple[int, ...] = (8, 16, 32)
     anchors: tuple[tuple[float, ...], ...] = DEFAULT_ANCHORS  # per level, flat (w0, h0, w1, h1, ...)
     input_size: int = 256  # default training/export size, a multiple of max(strides)
+    head: HeadKind = HeadKind.YOLO_POSE  # ERPOSE ignores `anchors` (a YAML may not set them)
 
     def __post_init__(self) -> None:
         # Accept the JSON-ish spellings too (lists, "relu") so dataclasses.replace(cfg, ...) stays typed.
@@ -61,6 +69,14 @@ class ModelConfig:
                 f"{_suggest(str(self.activation), choices)}"
             ) from exc
         object.__setattr__(self, "activation", act)
+        try:
+            head = HeadKind(self.head)
+        except ValueError as exc:
+            choices = [h.value for h in HeadKind]
+            raise ConfigError(
+                f"model config '{self.name}': unknown head {self.head!r}; {_suggest(str(self.head), choices)}"
+            ) from exc
+        object.__setattr__(self, "head", head)
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
         object.__setattr__(self, "anchors", tuple(tuple(float(v) for v in row) for row in self.anchors))
         _validate(self)
@@ -87,6 +103,18 @@ def _validate(cfg: ModelConfig) -> None:
         raise ConfigError(
             f"{where}: strides {list(cfg.strides)} unsupported; use [8, 16, 32] or [8, 16, 32, 64]"
         )
+    if cfg.head is HeadKind.YOLO_POSE:
+        _validate_anchors(cfg, where)
+    m = max(cfg.strides)
+    if cfg.input_size <= 0 or cfg.input_size % m:
+        near = max(m, round(cfg.input_size / m) * m)
+        raise ConfigError(
+            f"{where}: input_size {cfg.input_size} is not divisible by the largest stride {m}; "
+            f"use a multiple of {m}, e.g. {near}"
+        )
+
+
+def _validate_anchors(cfg: ModelConfig, where: str) -> None:
     if len(cfg.anchors) != len(cfg.strides):
         raise ConfigError(
             f"{where}: {len(cfg.anchors)} anchor rows for {len(cfg.strides)} strides; give one row per stride"
@@ -100,13 +128,6 @@ def _validate(cfg: ModelConfig) -> None:
     if any(v <= 0 for row in cfg.anchors for v in row):
         raise ConfigError(
             f"{where}: anchors must be positive pixel sizes, got {[list(r) for r in cfg.anchors]}"
-        )
-    m = max(cfg.strides)
-    if cfg.input_size <= 0 or cfg.input_size % m:
-        near = max(m, round(cfg.input_size / m) * m)
-        raise ConfigError(
-            f"{where}: input_size {cfg.input_size} is not divisible by the largest stride {m}; "
-            f"use a multiple of {m}, e.g. {near}"
         )
 
 
@@ -134,6 +155,16 @@ def config_from_dict(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
     kw: dict[str, Any] = {"name": str(d["name"])}
     kw["depth_multiple"] = _num(source, "depth_multiple", d["depth_multiple"], float)
     kw["width_multiple"] = _num(source, "width_multiple", d["width_multiple"], float)
+    if "head" in d:
+        head = str(d["head"]).lower()
+        choices = [h.value for h in HeadKind]
+        if head not in choices:
+            raise ConfigError(f"{source}: unknown head '{d['head']}'; {_suggest(head, choices)}")
+        kw["head"] = HeadKind(head)
+        if kw["head"] is HeadKind.ERPOSE and "anchors" in d:
+            raise ConfigError(
+                f"{source}: 'anchors' is a YOLO-Pose option; the erpose head is anchor-free: remove 'anchors'"
+            )
     if "activation" in d:
         act = str(d["activation"]).lower()
         choices = [a.value for a in Activation]
@@ -159,7 +190,19 @@ def config_from_dict(d: dict[str, Any], source: str = "<dict>") -> ModelConfig:
 
 
 def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
-    """JSON/YAML-safe dict; `config_from_dict(config_to_dict(c)) == c`."""
+    """JSON/YAML-safe dict; `config_from_dict(config_to_dict(c)) == c`. The YOLO-Pose dict is the one
+    earlier versions wrote (no 'head' key); an ER-Pose dict has 'head' and no anchors."""
+    if cfg.head is HeadKind.ERPOSE:
+        return {
+            "name": cfg.name,
+            "head": cfg.head.value,
+            "depth_multiple": cfg.depth_multiple,
+            "width_multiple": cfg.width_multiple,
+            "activation": cfg.activation.value,
+            "num_keypoints": cfg.num_keypoints,
+            "strides": list(cfg.strides),
+            "input_size": cfg.input_size,
+        }
     return {
         "name": cfg.name,
         "depth_multiple": cfg.depth_multiple,

@@ -9,13 +9,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from edgepose.nn.blocks import ACTIVATION_TYPES, C3, SPPF, ConvBNAct, make_activation
-from edgepose.nn.config import Activation, ModelConfig
+from edgepose.nn.config import Activation, HeadKind, ModelConfig
 from edgepose.spec import row_width
+
+if TYPE_CHECKING:
+    from edgepose.nn.erpose import ERPoseModel
 
 # YOLOv5 base widths/depths: stem, stride 4, 8, 16, 32; the P6 variants use 768 at stride 32 and
 # 1024 at stride 64 (as YOLOv5-P6).
@@ -137,7 +141,12 @@ class PoseModel(nn.Module):
         return self.head(self.neck(self.backbone(x)))
 
 
-def build_model(cfg: ModelConfig) -> PoseModel:
+def build_model(cfg: ModelConfig) -> PoseModel | ERPoseModel:
+    """The network `cfg.head` names: PoseModel (YOLO-Pose) or ERPoseModel (edgepose.nn.erpose)."""
+    if cfg.head is HeadKind.ERPOSE:
+        from edgepose.nn.erpose import ERPoseModel
+
+        return ERPoseModel(cfg)
     return PoseModel(cfg)
 
 

@@ -154,12 +154,19 @@ def _quantize(
 
 
 def raw_outputs(
-    model: onnx.ModelProto, images: Sequence[np.ndarray], threads: int | None = None
+    model: onnx.ModelProto,
+    images: Sequence[np.ndarray],
+    threads: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[list[np.ndarray]]:
-    """The raw head outputs (what the tail reads) for each image; a body graph's outputs (no tail)."""
+    """The raw head outputs (what the tail reads) for each image; a body graph's outputs (no tail).
+
+    `names` fixes which tensors, in which order: a quantized copy may list its tail's inputs in another
+    graph order than the float model (ER-Pose's TopK tail does), and `nmse` pairs outputs by position.
+    """
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    names = raw_head_outputs(model) or [o.name for o in model.graph.output]
+    names = list(names or raw_head_outputs(model) or [o.name for o in model.graph.output])
     have = {o.name for o in m.graph.output}
     m.graph.output.extend(
         onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in have
@@ -262,6 +269,7 @@ def quantize_model(
         with stages.stage("calibrate"):
             cache = _calibrate(body, calib, method, tmp)
         reference = raw_outputs(body, probe_images, threads)
+        names = [o.name for o in body.graph.output]  # the float tail's inputs, in the reference's order
         if mixed:
             with stages.stage("sensitivity", ticks=False):
                 q8 = _quantize(model, PrecisionPlan(LayerPrecision.INT8), cache, method, tmp, "int8")
@@ -269,11 +277,11 @@ def quantize_model(
                     body, layers, q8, probe_images, high=high_precision, budget=budget,
                     max_drop=max_drop, threads=threads, progress=progress,
                 )  # fmt: skip
-                raw_int8 = nmse(raw_outputs(q8, probe_images, threads), reference)
+                raw_int8 = nmse(raw_outputs(q8, probe_images, threads, names), reference)
         plan = search.plan if search is not None else PrecisionPlan.uniform(precision)
         with stages.stage("quantize"):
             q = _quantize(model, plan, cache, method, tmp, "final")
-        raw = nmse(raw_outputs(q, probe_images, threads), reference)
+        raw = nmse(raw_outputs(q, probe_images, threads, names), reference)
     stages.seconds["total"] = time.perf_counter() - t0
     report = QuantReport.build(
         model=str(model_path), output=str(out), precision=precision, method=method, num_calib=len(calib),

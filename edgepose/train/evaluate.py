@@ -14,10 +14,12 @@ from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.defaults import EVAL, LETTERBOX_COLOR
 from edgepose.letterbox import LetterboxInfo
 from edgepose.nms import nms  # greedy NMS with onnxruntime's rules; no torchvision here
+from edgepose.nn.config import HeadKind
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
 from edgepose.runtime.preprocess import preprocess
 from edgepose.spec import PoseSpec
+from edgepose.topk import topk_select
 from edgepose.train.dataset import read_rgb
 
 PRE_NMS_TOPK = 1000  # bounds the greedy NMS below on an untrained model that scores everything
@@ -37,6 +39,25 @@ def postprocess(
         idx = idx[np.argsort(-scores[idx], kind="stable")[:PRE_NMS_TOPK]]
     keep = idx[nms(boxes[idx], scores[idx], iou_thr)][:max_det]
     return boxes[keep], scores[keep], kpts[keep]
+
+
+def _decode(model: PoseModel, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Boxes (B, N, 4), scores (B, N), keypoints (B, N, K, 3) of either head (ER-Pose: edgepose.nn.erpose)."""
+    if getattr(model.cfg, "head", None) is HeadKind.ERPOSE:
+        from edgepose.nn.erpose import decode_erpose
+
+        return decode_erpose(raw, model.strides)
+    return decode(raw, model.anchors, model.strides)
+
+
+def _select(
+    model: PoseModel, boxes: np.ndarray, scores: np.ndarray, kpts: np.ndarray, conf_thr: float, iou_thr: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's kept detections: NMS for YOLO-Pose, the NMS-free top-k for ER-Pose (edgepose.topk)."""
+    if getattr(model.cfg, "head", None) is HeadKind.ERPOSE:
+        keep = topk_select(scores, conf_thr, EVAL.max_det)
+        return boxes[keep], scores[keep], kpts[keep]
+    return postprocess(boxes, scores, kpts, conf_thr, iou_thr)
 
 
 def _batches(
@@ -76,9 +97,9 @@ def predict_coco(
         spec = PoseSpec(input_size=(size, size), letterbox_color=letterbox_color)  # float input
         for recs, x, infos in _batches(data, spec, batch):
             raw = model(x.to(device))
-            boxes, scores, kpts = (t.float().cpu().numpy() for t in decode(raw, model.anchors, model.strides))
+            boxes, scores, kpts = (t.float().cpu().numpy() for t in _decode(model, raw))
             for j, (rec, info) in enumerate(zip(recs, infos, strict=True)):
-                b, s, k = postprocess(boxes[j], scores[j], kpts[j], conf_thr, iou_thr)
+                b, s, k = _select(model, boxes[j], scores[j], kpts[j], conf_thr, iou_thr)
                 b = info.to_original(b.reshape(-1, 2, 2)).reshape(-1, 4)  # (n, 4)
                 k = np.concatenate((info.to_original(k[..., :2]), k[..., 2:]), -1)  # (n, K, 3)
                 results.extend(detections_to_coco(rec.image_id, b, s, k))

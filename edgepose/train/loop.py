@@ -18,9 +18,9 @@ from edgepose.nn.config import ModelConfig
 from edgepose.nn.model import PoseModel, build_model
 from edgepose.spec import PoseSpec, flip_index_for
 from edgepose.train import ddp
+from edgepose.train.criterion import make_criterion
 from edgepose.train.ema import ModelEMA, unwrap
 from edgepose.train.evaluate import evaluate_model
-from edgepose.train.loss import LOSS_NAMES, PoseLoss
 from edgepose.train.optim import make_optimizer, set_lr
 from edgepose.train.options import (
     TrainCallbacks,
@@ -99,7 +99,8 @@ class _Run:
     ema: ModelEMA
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
-    criterion: PoseLoss
+    criterion: torch.nn.Module
+    loss_names: tuple[str, ...]
     ds: Any  # PoseTrainDataset
     val_data: PoseDataset | None
     cb: TrainCallbacks
@@ -151,15 +152,16 @@ def _start(
 
         ids = [info.device.index] if info.device.type == "cuda" else None
         wrapped = DistributedDataParallel(model, device_ids=ids)
-    criterion = PoseLoss(model.anchors, cfg.strides, spec.sigmas, opts.loss).to(info.device)
+    criterion, loss_names = make_criterion(cfg, model, spec.sigmas, opts.loss)
+    criterion.to(info.device)
     ds = PoseTrainDataset(train_data, opts.img, spec.flip_index, opts.aug, seed=opts.seed)
     scaler = torch.amp.GradScaler("cuda", enabled=info.device.type == "cuda")
     steps = len(_loader(ds, opts, 0, info))
     if opts.max_steps_per_epoch:
         steps = min(steps, opts.max_steps_per_epoch)
     warmup = min(round(opts.warmup_epochs * steps), steps * opts.epochs // 2)
-    return _Run(opts, info, out, spec, wrapped, ema, optimizer, scaler, criterion, ds, val_data, cb, steps,
-                warmup, *restored)  # fmt: skip
+    return _Run(opts, info, out, spec, wrapped, ema, optimizer, scaler, criterion, loss_names, ds, val_data,
+                cb, steps, warmup, *restored)  # fmt: skip
 
 
 def _run_epoch(run: _Run, epoch: int, te: float) -> dict[str, Any]:
@@ -169,7 +171,7 @@ def _run_epoch(run: _Run, epoch: int, te: float) -> dict[str, Any]:
     ds.epoch = epoch
     ds.use_mosaic = opts.aug.mosaic > 0 and epoch < opts.epochs - opts.close_mosaic
     run.model.train()
-    sums = torch.zeros(len(LOSS_NAMES))
+    sums = torch.zeros(len(run.loss_names))
     seen, n_steps, t_step = 0, 0, time.time()
     lr = opts.lr0
     for i, (imgs, targets) in enumerate(_loader(ds, opts, epoch, info)):
@@ -194,11 +196,11 @@ def _run_epoch(run: _Run, epoch: int, te: float) -> dict[str, Any]:
         seen += x.shape[0]
         n_steps += 1
         if info.is_main and run.cb.on_step:
-            mean = dict(zip(LOSS_NAMES, (sums / n_steps).tolist(), strict=True))
+            mean = dict(zip(run.loss_names, (sums / n_steps).tolist(), strict=True))
             run.cb.on_step(epoch, i + 1, run.steps, mean, seen * info.world_size / (time.time() - t_step))
     record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "mosaic": ds.use_mosaic}
     record.update(
-        {f"loss_{k}": v for k, v in zip(LOSS_NAMES, (sums / max(n_steps, 1)).tolist(), strict=True)}
+        {f"loss_{k}": v for k, v in zip(run.loss_names, (sums / max(n_steps, 1)).tolist(), strict=True)}
     )
     record["train_img_per_s"] = seen * info.world_size / max(time.time() - te, 1e-9)
     return record

@@ -119,6 +119,17 @@ def check_options(cfg: ModelConfig, opts: TrainOptions) -> None:
     for opt, w in (("--kpt-weight", opts.loss.kpt), ("--kpt-l1", opts.loss.kpt_l1)):
         if not (w >= 0 and math.isfinite(w)):
             raise ConfigError(f"{opt} {w} must be a finite weight >= 0")
+    from edgepose.nn.config import HeadKind  # torch-free; kept out of this module's import time
+
+    if cfg.head is HeadKind.ERPOSE and opts.loss != LossWeights():
+        # The YOLO-Pose loss weights do not apply to the ER-Pose loss (edgepose.train.erpose_loss).
+        flags = {"kpt": "--kpt-weight", "kpt_l1": "--kpt-l1"}
+        name = next(k for k, v in asdict(opts.loss).items() if v != getattr(LossWeights(), k))
+        opt = flags.get(name, f"loss weight '{name}'")
+        raise ConfigError(
+            f"{opt} is a YOLO-Pose loss option; {cfg.name} has the ER-Pose head, whose loss has its own "
+            f"weights: drop {opt}"
+        )
     if opts.max_steps_per_epoch is not None and opts.max_steps_per_epoch < 1:
         raise ConfigError(f"--max-steps {opts.max_steps_per_epoch} must be >= 1; omit it for full epochs")
     if opts.device != "cpu" and not opts.device.startswith("cuda"):

@@ -17,7 +17,11 @@ torch.set_num_threads(1)
 NUM_IMAGES = 6
 EPOCHS = 200  # one full-batch step per epoch
 START_AP_MAX = 0.05
-END_AP_MIN = 0.25  # measured 0.43 (lr 0.05, 200 steps); margin for other CPUs' float rounding
+END_AP_MIN = 0.25  # measured 0.380 (lr 0.05, 200 steps); margin for other CPUs' float rounding
+# Generator version 1: keypoints on every person. Under version 2 (COCO's protocol) 16 of these 20
+# people are "small" at 128 px and carry no keypoints; the YOLO-Pose loss then trains their boxes and
+# scores but not their keypoints, and the confident keypoint-less detections pull AP down (0.045 measured).
+DATA_VERSION = 1
 
 
 @pytest.mark.slow
@@ -29,7 +33,7 @@ def test_tiny_model_overfits_a_few_images(synth_dataset_factory: Callable[..., P
     from edgepose.train.loop import TrainOptions, train
     from edgepose.train.options import AugmentConfig, LossWeights
 
-    root = synth_dataset_factory(num_images=NUM_IMAGES, size=128, seed=101)
+    root = synth_dataset_factory(num_images=NUM_IMAGES, size=128, seed=101, version=DATA_VERSION)
     data = read_dataset(root)
     cfg = resolve_config("edgepose-tiny")
     torch.manual_seed(0)

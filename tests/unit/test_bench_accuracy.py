@@ -31,18 +31,20 @@ SIZE = 128
 
 @pytest.fixture(scope="module")
 def val(synth_dataset_factory: Callable[..., Path]) -> Path:
-    return synth_dataset_factory(num_images=1, size=SIZE, seed=102)  # 4 people in image 0
+    # Generator version 1: 4 labelled people in image 0 (version 2, COCO's protocol, leaves 1 at 128 px).
+    return synth_dataset_factory(num_images=1, size=SIZE, seed=102, version=1)
 
 
 def _oracle_rows(val: Path, shift: float) -> np.ndarray:
     rec = read_coco(val / "annotations.json").records[0]
-    n = rec.num_people
-    kpts = rec.keypoints.copy()  # (N, K, 3)
+    labelled = (rec.keypoints[..., 2] > 0).any(1)  # COCO's protocol: people without keypoints are ignored
+    n = int(labelled.sum())
+    kpts = rec.keypoints[labelled].copy()  # (N, K, 3)
     kpts[..., 0] += shift
     kpts[..., 2] = 1.0  # keypoint confidence
     score = np.linspace(0.9, 0.6, n, dtype=np.float32)[:, None]  # (N, 1)
     cls = np.zeros((n, 1), np.float32)
-    return np.concatenate([rec.boxes, score, cls, kpts.reshape(n, -1)], axis=1)  # (N, 6 + 3K)
+    return np.concatenate([rec.boxes[labelled], score, cls, kpts.reshape(n, -1)], axis=1)  # (N, 6 + 3K)
 
 
 @pytest.fixture(scope="module")

@@ -264,10 +264,22 @@ def test_rejects_edgepose_model_nms_and_quantized(tmp_path: Path) -> None:
     rejects(tmp_path, head_graph(c, sig, ops=("QuantizeLinear",)), ModelFileError, "already quantized")
 
 
-def test_rejects_end2end_output_shape(tmp_path: Path) -> None:
+def test_rejects_end2end_output_of_unsupported_width(tmp_path: Path) -> None:
+    # 300 rows of 64 values: end-to-end rows (wrapped since issue 19), but 64 - 6 is not K x 3
     m = head_graph(300, [4])
-    m.graph.output[0].type.tensor_type.shape.dim[2].dim_value = 57  # (1, 300, 57): kept rows, NMS done
-    rejects(tmp_path, m, ModelFileError, "(1, 300, 57)", "end-to-end", EXPECTED)
+    rejects(
+        tmp_path,
+        m,
+        ModelFileError,
+        "(1, 300, 64) looks like an end-to-end output whose 58 values",
+        "(B, N, 6 + 3K)",
+    )
+
+
+def test_end2end_layout_option_on_a_raw_output_names_the_shape(tmp_path: Path) -> None:
+    c, sig = pose_channels(17)
+    want = ("--layout ultralytics-pose-e2e expects (B, N, 6 + 3K)", "the output is (1, 56, 64); use --layout")
+    rejects(tmp_path, head_graph(c, sig), ModelFileError, *want, layout="ultralytics-pose-e2e")
 
 
 def test_rejects_bad_options(tmp_path: Path) -> None:

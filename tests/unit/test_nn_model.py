@@ -62,7 +62,8 @@ def tiny_model(act: Activation = Activation.RELU) -> nn.Module:
 
 
 def test_registry_holds_every_variant_with_relu_default() -> None:
-    assert available_configs() == sorted(PARAMS)
+    # the YOLO-Pose entries; the ER-Pose ones (erpose-*) are tested in test_erpose_model.py
+    assert [n for n in available_configs() if not n.startswith("erpose-")] == sorted(PARAMS)
     for name in PARAMS:
         cfg = resolve_config(name)
         assert cfg.name == name

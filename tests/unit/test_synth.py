@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from edgepose.data.synth import SynthSample, render_sample, synthesize
+from edgepose.data.synth import KPT_MIN_AREA, SYNTH_VERSION, SynthSample, render_sample, synthesize
 from edgepose.errors import ConfigError, OutputError
 from edgepose.spec import COCO_KEYPOINTS, COCO_SKELETON
 from tests.helpers.scripts import REPO, load_script
@@ -22,7 +22,9 @@ N_SAMPLES = 150
 
 @pytest.fixture(scope="module")
 def samples():
-    return [render_sample(110, i, SIZE) for i in range(N_SAMPLES)]
+    # Version 1 (keypoints on every person): these tests check the renderer's geometry and visibility,
+    # which version 2's COCO protocol would hide for the small people (most of them at 96 px).
+    return [render_sample(110, i, SIZE, version=1) for i in range(N_SAMPLES)]
 
 
 def _files(d: Path) -> dict[str, bytes]:
@@ -77,6 +79,32 @@ PINNED_ANNOTATIONS = {
 PINNED_DATASET = "02d6fdf7ce0d3fd05ca4499dc014199209910f8feb014c5054e983f8443ae64f"
 PINNED_DATASET_ANNOTATIONS = "77b74acbfdbda07246b5e315be88bbe027e550215dab4c66a0a8a9fb510c1e11"
 
+# The pins above are generator version 1's (issue 19 kept them: `version=1` reproduces every earlier
+# dataset byte for byte). Version 2, COCO's protocol, clears the keypoints of people below KPT_MIN_AREA:
+# only samples holding such people change (1-0, 1-2, 1-4 here), and only in their keypoints.
+V2_SAMPLES = PINNED_SAMPLES | {
+    (1, 0, 256): "e3a8b36a91c0e7935d63a8df408461ab8da62f7488e596e334bbc2f8f07bb5f0",
+    (1, 2, 256): "7a5435b01b7eec3d3414bcca285c61a393a4b354e2e1624740cf84d1d3fbada1",
+    (1, 4, 256): "85b2ffcf69283c5d3b7c1ef04b196d6d0bfdce8f2c1983089150debafd952fab",
+}
+V2_GEOMETRY = PINNED_GEOMETRY | {
+    (1, 0, 256): "8417bee17e5ec32b91762e443e5093343726082e9b60c5d34ec40f19c222bc06",
+    (1, 2, 256): "80d1b66b39488fdbde3ba1a441836f8db67b89834e29ab07f548c8081df19edb",
+    (1, 4, 256): "6f351470b50ea7ce42fda3ef5c969c055b23d83965d7ddb075eb126fd0021e7c",
+}
+V2_ANNOTATIONS = PINNED_ANNOTATIONS | {
+    (1, 0, 256): "4953b7d7e6c8db960cf1969a0430eb54cf8b5a44064080a43f86c2ddef798018",
+    (1, 2, 256): "11d64abd411d098f6725d3c72d1b6b337d05e674e700ab0f530e16f8df28a1a5",
+    (1, 4, 256): "0299fbd412dbf5dad3158f83e15cdde7a914e9721d33757a930878770e0e8736",
+}
+V2_DATASET = "62242c2f847d0e2381d008385331d32286db887d86a365b7992fad9cc60891be"
+V2_DATASET_ANNOTATIONS = "991d09728c2e506f5d018cf4e4937e48ba94782c67fbc9ceb2f2e4d420e9ecde"
+PINS = {  # version -> (samples, geometry, annotations, dataset, dataset annotations.json)
+    1: (PINNED_SAMPLES, PINNED_GEOMETRY, PINNED_ANNOTATIONS, PINNED_DATASET, PINNED_DATASET_ANNOTATIONS),
+    2: (V2_SAMPLES, V2_GEOMETRY, V2_ANNOTATIONS, V2_DATASET, V2_DATASET_ANNOTATIONS),
+}
+CASES = [(v, *key) for v in PINS for key in PINNED_SAMPLES]
+
 
 def _digest(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
@@ -98,33 +126,67 @@ def _drift_note() -> str:
     return ", ".join(f"{k} {v} (locked {lock.get(k)})" for k, v in have.items()) + "; run `make setup`"
 
 
-@pytest.mark.parametrize(("seed", "index", "size"), list(PINNED_SAMPLES))
-def test_pixels_are_pinned_under_the_lock(seed: int, index: int, size: int) -> None:
-    digest = _sample_digest(render_sample(seed, index, size))
-    assert digest == PINNED_SAMPLES[seed, index, size], _drift_note()
+@pytest.mark.parametrize(("version", "seed", "index", "size"), CASES)
+def test_pixels_are_pinned_under_the_lock(version: int, seed: int, index: int, size: int) -> None:
+    digest = _sample_digest(render_sample(seed, index, size, version=version))
+    assert digest == PINS[version][0][seed, index, size], _drift_note()
 
 
-@pytest.mark.parametrize(("seed", "index", "size"), list(PINNED_GEOMETRY))
-def test_keypoint_geometry_is_pinned_across_versions(seed: int, index: int, size: int) -> None:
-    s = render_sample(seed, index, size)
-    assert _digest(s.keypoints[..., :2], s.heights) == PINNED_GEOMETRY[seed, index, size]
+@pytest.mark.parametrize(("version", "seed", "index", "size"), CASES)
+def test_keypoint_geometry_is_pinned_across_versions(version: int, seed: int, index: int, size: int) -> None:
+    s = render_sample(seed, index, size, version=version)
+    assert _digest(s.keypoints[..., :2], s.heights) == PINS[version][1][seed, index, size]
 
 
-@pytest.mark.parametrize(("seed", "index", "size"), list(PINNED_ANNOTATIONS))
-def test_rasterized_annotations_are_pinned(seed: int, index: int, size: int) -> None:
-    s = render_sample(seed, index, size)
+@pytest.mark.parametrize(("version", "seed", "index", "size"), CASES)
+def test_rasterized_annotations_are_pinned(version: int, seed: int, index: int, size: int) -> None:
+    s = render_sample(seed, index, size, version=version)
     digest = _digest(s.boxes, s.keypoints, s.areas, s.masks, s.self_occluded)
-    assert digest == PINNED_ANNOTATIONS[seed, index, size]
+    assert digest == PINS[version][2][seed, index, size]
 
 
-def test_written_dataset_is_pinned(tmp_path: Path) -> None:
-    files = _files(synthesize(tmp_path / "pinned", 3, size=256, seed=1))
+@pytest.mark.parametrize("version", list(PINS))
+def test_written_dataset_is_pinned(tmp_path: Path, version: int) -> None:
+    files = _files(synthesize(tmp_path / "pinned", 3, size=256, seed=1, version=version))
     h = hashlib.sha256()
     for name, data in files.items():  # sorted by path
         h.update(name.encode())
         h.update(data)
-    assert h.hexdigest() == PINNED_DATASET, _drift_note()
-    assert hashlib.sha256(files["annotations.json"]).hexdigest() == PINNED_DATASET_ANNOTATIONS
+    assert h.hexdigest() == PINS[version][3], _drift_note()
+    assert hashlib.sha256(files["annotations.json"]).hexdigest() == PINS[version][4]
+
+
+def test_version_2_follows_the_coco_protocol(tmp_path: Path) -> None:
+    assert SYNTH_VERSION == 2 and KPT_MIN_AREA == 32 * 32
+    n_small = n_people = 0
+    for i in range(40):
+        v1, v2 = render_sample(2, i, 256, version=1), render_sample(2, i, 256, version=2)
+        np.testing.assert_array_equal(v1.image, v2.image)
+        np.testing.assert_array_equal(v1.boxes, v2.boxes)
+        np.testing.assert_array_equal(v1.areas, v2.areas)
+        small = v2.areas < KPT_MIN_AREA
+        assert not v2.keypoints[small].any() and not v2.self_occluded[small].any()
+        np.testing.assert_array_equal(v2.keypoints[~small], v1.keypoints[~small])
+        assert (v1.keypoints[small, :, 2] > 0).any(1).all()  # version 1 labelled them all
+        n_small, n_people = n_small + int(small.sum()), n_people + len(small)
+    assert 0.3 < n_small / n_people < 0.5, (n_small, n_people)  # the val set's tiny targets (issue 19: 39%)
+    data = json.loads((synthesize(tmp_path / "v2", 4, size=256, seed=2) / "annotations.json").read_text())
+    assert data["info"] == {
+        "description": "edgepose synthetic pose dataset",
+        "generator_version": 2,
+        "seed": 2,
+    }
+    anns = data["annotations"]
+    assert all((a["num_keypoints"] == 0) == (a["area"] < KPT_MIN_AREA) for a in anns)
+    assert {a["num_keypoints"] == 0 for a in anns} == {True, False}
+
+
+def test_unknown_version_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^generator version 3 is unknown; use one of 1, 2 \(2 is the default\)$"
+    ):
+        synthesize(tmp_path / "x", 1, size=64, seed=1, version=3)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_same_seed_identical_bytes_different_seed_differs(tmp_path: Path, synth_dataset: Path) -> None:
@@ -158,7 +220,8 @@ def test_coco_json_schema_and_pycocotools_loads_it(synth_dataset: Path) -> None:
     assert sorted(a["id"] for a in anns) == list(range(1, len(anns) + 1))
     for a in anns:
         kp = np.array(a["keypoints"], float).reshape(17, 3)
-        assert a["num_keypoints"] == int((kp[:, 2] > 0).sum()) > 0
+        assert a["num_keypoints"] == int((kp[:, 2] > 0).sum())
+        assert (a["num_keypoints"] == 0) == (a["area"] < KPT_MIN_AREA)  # version 2: COCO's protocol
         assert set(kp[:, 2].tolist()) <= {0.0, 1.0, 2.0}
         assert (kp[kp[:, 2] == 0] == 0).all()  # v=0 written as 0, 0, 0
         assert a["iscrowd"] == 0 and a["category_id"] == 1

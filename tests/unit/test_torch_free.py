@@ -102,7 +102,7 @@ def test_model_configs_load_without_torch(tmp_path: Path) -> None:
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["edgepose-n", "9"]
+    assert proc.stdout.split() == ["edgepose-n", "12"]
 
 
 def test_quantization_imports_without_torch(tmp_path: Path) -> None:

@@ -9,6 +9,9 @@ class Layout(str, enum.Enum):
     """Third-party output layouts `import_onnx` understands."""
 
     ULTRALYTICS_POSE = "ultralytics-pose"  # one output (B, 4 + 1 + 3K, N): cx, cy, w, h, score, K x (x, y, v)
+    # One output (B, N, 6 + 3K), NMS-free (YOLO26-pose): x1, y1, x2, y2, score, class, K x (x, y, v); chosen
+    # automatically when an ultralytics-pose import finds this shape.
+    ULTRALYTICS_POSE_E2E = "ultralytics-pose-e2e"
 
 
 class KptConf(str, enum.Enum):

@@ -4,7 +4,8 @@ Source output (B, 4 + 1 + 3K, N): cx, cy, w, h in input pixels, person score, K 
 An adapter (Transpose, Slice, centre/size -> corners, Sigmoid where the source holds logits) named under
 IMPORT_PREFIX feeds edgepose's NMS tail, so the file meets the same contract as our own exports and
 `predict`, `quantize` (incl. `--mixed`) and `bench` take it unchanged; quantization keeps adapter and
-tail float because both are named under spec.TAIL_PREFIX.
+tail float because both are named under spec.TAIL_PREFIX. An output of many short rows (B, N, 6 + 3K)
+is an already NMS-free model (YOLO26-pose style); it gets the TopK tail instead (`importer.end2end`).
 
 Stages: check options -> load and normalise the source (input, opset, simplify, node names) -> probe
 and classify its output -> adapter + NMS tail -> spec -> `onnxkit.finalize` (with the self-check).
@@ -22,7 +23,14 @@ import onnx
 
 from edgepose import __version__, defaults
 from edgepose.defaults import Thresholds
-from edgepose.errors import ExportError
+from edgepose.errors import ExportError, ModelFileError
+from edgepose.export.importer.end2end import (
+    E2E_EXPECTED,
+    classify_end2end,
+    looks_end2end,
+    verify_end2end,
+    wrap_end2end,
+)
 from edgepose.export.importer.graph import (
     append_adapter,
     fix_input,
@@ -33,14 +41,16 @@ from edgepose.export.importer.graph import (
 )
 from edgepose.export.importer.layout import (
     PoseLayout,
+    Probe,
     check_layout_option,
     classify,
+    fmt_shape,
     probe,
     reject_static,
 )
 from edgepose.export.importer.meta import STRIDE_SETS, KeypointMeta, infer_strides, keypoint_meta
 from edgepose.export.importer.options import KptConf, Layout
-from edgepose.export.importer.verify import ImportCheck, verify_import
+from edgepose.export.importer.verify import VERIFY_IMAGES, ImportCheck, sample_inputs, verify_import
 from edgepose.export.tail import TAIL_MIN_OPSET, append_nms_tail, check_thresholds
 from edgepose.fsio import check_parent
 from edgepose.onnxkit.graph import NodeCounts, default_opset, graph_inputs, node_counts
@@ -59,7 +69,7 @@ class ImportReport:
     path: Path
     spec: PoseSpec
     layout: Layout
-    source_shape: tuple[int, int, int]  # (B, C, N) of the source output, as run
+    source_shape: tuple[int, int, int]  # the source output as run: (B, C, N) raw, (B, N, C) end-to-end
     score_prob: bool  # the source's person score was post-sigmoid
     kpt_conf: KptConf  # LOGIT or PROB: what the visibility channels held
     kpt_conf_reason: str
@@ -138,21 +148,38 @@ def _wrap(
     return graph, raw_name
 
 
-def _import_spec(
-    name: str,
-    size: tuple[int, int],
-    num_candidates: int,
-    keypoints: KeypointMeta,
-    thresholds: Thresholds,
-    notes: list[str],
-) -> PoseSpec:
-    """The spec the imported file carries; notes when the strides cannot be inferred."""
+def _strides(num_candidates: int, size: tuple[int, int], notes: list[str]) -> tuple[int, ...]:
+    """The source's strides from its candidate count; notes when no grid fits."""
     strides = infer_strides(num_candidates, size)
     if not strides:
         h, w = size
         notes.append(
             f"strides unknown: N = {num_candidates} fits no grid of strides {STRIDE_SETS} at {h}x{w}"
         )
+    return strides
+
+
+def _classify(p: Probe, lay_kind: Layout, kpt_conf: KptConf, src: Path) -> tuple[bool, Layout, PoseLayout]:
+    """Raw grid output or already end-to-end rows; -> (end to end?, layout found, its conventions)."""
+    end2end = looks_end2end(p.raw.shape)
+    if lay_kind is Layout.ULTRALYTICS_POSE_E2E and not end2end:
+        raise ModelFileError(
+            f"{src}: --layout {lay_kind.value} expects {E2E_EXPECTED}, the output is "
+            f"{fmt_shape(p.raw.shape)}; use --layout {Layout.ULTRALYTICS_POSE.value} for a raw output"
+        )
+    if end2end:
+        return True, Layout.ULTRALYTICS_POSE_E2E, classify_end2end(p.raw, kpt_conf, str(src))
+    return False, lay_kind, classify(p, kpt_conf, str(src))
+
+
+def _import_spec(
+    name: str,
+    size: tuple[int, int],
+    strides: tuple[int, ...],
+    keypoints: KeypointMeta,
+    thresholds: Thresholds,
+) -> PoseSpec:
+    """The spec the imported file carries."""
     names, skeleton, flip = keypoints
     return PoseSpec(
         name=name,
@@ -209,15 +236,26 @@ def import_onnx(
     dim0 = graph_inputs(model)[0].type.tensor_type.shape.dim[0]
     batch = dim0.dim_value if dim0.HasField("dim_value") and dim0.dim_value > 0 else 1
     p = probe(model, (batch, 3, *size))
-    lay = classify(p, kpt_conf, str(src))
+    end2end, lay_kind, lay = _classify(p, lay_kind, kpt_conf, src)
     notes.extend(lay.notes)
     _, c, n = p.raw.shape
     keypoints = keypoint_meta(lay.num_keypoints, keypoint_names, skeleton, flip_index)
-    graph, raw_name = _wrap(model, c, lay, conf=conf, iou=iou, max_det=max_det)
+    if end2end:  # rows, not grid cells: the source's strides are not recoverable
+        raw_name = free_output_name(model)
+        graph, strides = wrap_end2end(model, raw_name, p.raw.shape, lay, conf=conf, max_det=max_det), ()
+    else:
+        graph, raw_name = _wrap(model, c, lay, conf=conf, iou=iou, max_det=max_det)
+        strides = _strides(n, size, notes)
     thresholds = Thresholds(conf=float(conf), iou=float(iou), max_det=int(max_det))
-    spec = _import_spec(name or src.stem, size, n, keypoints, thresholds, notes)
+    spec = _import_spec(name or src.stem, size, strides, keypoints, thresholds)
 
     def self_check(g: onnx.ModelProto) -> ImportCheck:
+        if end2end:
+            inputs = sample_inputs(VERIFY_IMAGES, spec, batch)
+            rows, box_d, kpt_d = verify_end2end(g, raw_name, spec, lay, inputs)
+            return ImportCheck(
+                len(inputs) * batch, rows, box_d, kpt_d, (spec.conf_threshold, defaults.EVAL.conf)
+            )
         return verify_import(g, raw_name, spec, lay, batch)
 
     written = finalize(graph, spec, out_path, verify=self_check if verify else None)
