@@ -93,6 +93,17 @@ def test_assignment_centre_cell_plus_two_neighbours_and_anchor_ratio() -> None:
     torch.testing.assert_close(lt.kpts[:, 0, :2], lt.box[:, :2])
 
 
+def test_people_without_labelled_keypoints_are_not_assigned() -> None:
+    anchors = torch.tensor([[[10.0, 20.0], [40.0, 40.0], [100.0, 60.0]]])  # (L=1, A=3, 2) px
+    labelled, small = _one_target(27, 45, 12, 24), _one_target(90, 90, 12, 24)
+    small[0, TARGET_COLS:] = 0  # COCO's num_keypoints 0: box kept, no keypoint
+    (lt,) = build_targets(torch.cat([labelled, small]), anchors, [8], [(16, 16)])
+    cells = sorted(set(zip(lt.gi.tolist(), lt.gj.tolist(), strict=True)))
+    assert cells == [(2, 5), (3, 5), (3, 6)] and lt.b.shape[0] == 6  # only the labelled person's cells
+    (none,) = build_targets(small, anchors, [8], [(16, 16)])
+    assert none.b.shape[0] == 0
+
+
 def _perfect_maps(
     t: torch.Tensor, anchors: torch.Tensor, strides: list[int], size: int
 ) -> list[torch.Tensor]:
