@@ -52,13 +52,16 @@ def predict(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Output folder (must be new or empty) [default: runs/predictN]."),
+        typer.Option(
+            "--out",
+            help="Output folder, new or empty (default: runs/predict, runs/predict2, ...: the first free).",
+        ),
     ] = None,
     conf: Annotated[
-        float | None, typer.Option("--conf", help="Score threshold [default: the model's].")
+        float | None, typer.Option("--conf", help="Score threshold (default: the model's).")
     ] = None,
     iou: Annotated[
-        float | None, typer.Option("--iou", help="NMS IoU threshold [default: the model's].")
+        float | None, typer.Option("--iou", help="NMS IoU threshold (default: the model's).")
     ] = None,
     save_json: Annotated[
         bool, typer.Option("--save-json", help="Also write predictions.json (COCO results) and files.json.")
