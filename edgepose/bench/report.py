@@ -70,18 +70,18 @@ def plot(result: BenchResult, path: Path) -> None:
         plt.close(fig)
 
 
+def report_paths(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """kind -> path of the three reports in `out_dir`."""
+    out = Path(out_dir)
+    return {"json": out / JSON_NAME, "md": out / MD_NAME, "png": out / PNG_NAME}
+
+
 def write_reports(result: BenchResult, out_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Write the three files into `out_dir` (created if its parent exists); returns kind -> path."""
+    """Write the three files into `out_dir` (made with its missing parents); returns kind -> path."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file; pass a folder for bench.json, bench.md and bench.png")
-    if not out.exists():
-        fsio.check_parent(out)
-        try:
-            out.mkdir()
-        except OSError as exc:
-            raise OutputError(f"cannot create --out {out} ({exc.strerror}); choose another --out") from exc
-    paths = {"json": out / JSON_NAME, "md": out / MD_NAME, "png": out / PNG_NAME}
+    paths = report_paths(out)
     result.outputs = {k: str(v) for k, v in paths.items()}
     fsio.write_text(paths["json"], json.dumps(result.to_dict(), indent=2) + "\n")
     fsio.write_text(paths["md"], to_markdown(result))

@@ -19,7 +19,7 @@ from edgepose.bench.inputs import Candidate, InputKind, ModelInput, prepare_chec
 from edgepose.bench.kernels import count_layers, optimized_kernels, read_nodes
 from edgepose.bench.latency import Latency, measure_latencies
 from edgepose.bench.progress import Progress, Warn, for_stage
-from edgepose.bench.report import write_reports
+from edgepose.bench.report import report_paths, write_reports
 from edgepose.bench.result import BenchResult, BenchRow, fill_delta_ap
 from edgepose.bench.variants import ALL_VARIANTS
 from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
@@ -100,11 +100,13 @@ def check_options(
             raise ConfigError(f"{opt} must be >= 1, got {value}; use e.g. {opt} {example}")
 
 
-def _check_out(out: Path) -> None:
-    """Fail before the slow part when the reports could not be written."""
+def check_out(out: Path, *, force: bool = True) -> None:
+    """Fail before the slow part when the reports could not be written, or (unless `force`, the CLI's
+    --force) when `out` already holds one of them."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder for bench.json, bench.md and bench.png")
-    fsio.check_parent(out / "bench.json" if out.is_dir() else out)
+    for path in report_paths(out).values():
+        fsio.check_new(path, force=force)
 
 
 def _check_inputs(
@@ -248,7 +250,7 @@ def run_bench(
 
     check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib)
     if out_dir is not None:
-        _check_out(Path(out_dir))
+        check_out(Path(out_dir))
     inputs, val, image = _check_inputs(models, data, variants, calib, num_calib=num_calib, threads=threads,
                                 num_images=num_images, warn=on_warning)  # fmt: skip
     cache = BenchCache(Path(cache_dir))

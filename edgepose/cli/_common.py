@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +20,13 @@ R = TypeVar("R")
 
 console = Console()  # results: tables, summaries
 err_console = Console(stderr=True)  # progress bars, warnings, errors
+
+# The overwrite rule (edgepose.fsio.check_new, README "Outputs"): every command that writes refuses an
+# existing output before doing any work, unless --force; the new output replaces the old atomically.
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Replace existing output (without it, an existing output is an error)."),
+]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -9,7 +9,7 @@ import typer
 
 from edgepose.bench.progress import for_stage
 from edgepose.cli._app import app
-from edgepose.cli._common import console, handle_errors, stage_bars, warn
+from edgepose.cli._common import ForceOpt, console, handle_errors, stage_bars, warn
 from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 
 if TYPE_CHECKING:
@@ -77,15 +77,17 @@ def bench(
     num_images: _NumImagesOpt = None,
     out: _OutOpt = Path("bench_out"),
     cache_dir: _CacheDirOpt = Path(".bench_cache"),
+    force: ForceOpt = False,
 ) -> None:
     """Accuracy (COCO OKS AP) and latency of float, int16, int8 and mixed models, side by side."""
     from edgepose.bench import defaults
-    from edgepose.bench.run import check_options, run_bench
+    from edgepose.bench.run import check_options, check_out, run_bench
     from edgepose.bench.variants import ALL_VARIANTS, parse_variants
 
     chosen = parse_variants(variants) if variants is not None else ALL_VARIANTS
     warm = {} if warmup is None else {"warmup": warmup}  # None: the library's default
     check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib, **warm)
+    check_out(out, force=force)
     paths, calib_dir = defaults.default_inputs(models or [], chosen, calib)
     if variants is not None and not any(map(defaults.is_checkpoint, paths)):
         warn("--variants applies to checkpoints; ONNX files are benchmarked as they are "

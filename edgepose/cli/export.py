@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgepose.cli._app import app
-from edgepose.cli._common import console, handle_errors, warn
+from edgepose.cli._common import ForceOpt, console, handle_errors, warn
 from edgepose.defaults import DEFAULT_OPSET, DEPLOY, EVAL
 from edgepose.errors import ConfigError
 from edgepose.export.importer.options import KptConf, Layout
@@ -88,13 +88,17 @@ def export(
     input_format: _InputFormatOpt = InputFormat.FLOAT,
     no_nms: _NoNmsOpt = False,
     no_verify: _NoVerifyOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX: image in, zero-padded detections + poses out; verified against PyTorch.
 
     With --from-onnx, wraps a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose) instead.
     """
+    from edgepose.fsio import check_new
+
     if (weights is None) == (from_onnx is None):
         raise ConfigError("pass exactly one of --weights CKPT or --from-onnx MODEL.onnx")
+    check_new(out, force=force)
     if from_onnx is not None:
         only_weights = {
             "--opset": opset != DEFAULT_OPSET, "--batch": batch != 1, "--dynamic-batch": dynamic_batch,

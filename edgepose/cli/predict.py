@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgepose.cli._app import app
-from edgepose.cli._common import console, err_console, handle_errors, warn
+from edgepose.cli._common import ForceOpt, console, err_console, handle_errors, warn
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -70,12 +70,16 @@ def predict(
     show_fps: Annotated[
         bool, typer.Option("--show-fps", help="Draw the frame rate on outputs; print a timing breakdown.")
     ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Predict poses; write annotated images/videos (and COCO JSON) into one output folder."""
+    from edgepose.fsio import check_new
     from edgepose.runtime import PoseEstimator, resolve_sources
     from edgepose.runtime.pipeline import PredictOptions
     from edgepose.spec import IOU_THR_NAME, SCORE_THR_NAME
 
+    if out is not None:
+        check_new(out, force=force)  # before the model is opened
     estimator = PoseEstimator(model, threads=threads)
     spec = estimator.spec
     if iou is not None and not estimator.supports_override(IOU_THR_NAME):
@@ -85,10 +89,8 @@ def predict(
     options = PredictOptions(conf=conf, iou=iou, save_json=save_json, show_fps=show_fps)
     estimator.override_feeds(conf, iou, None)  # range checks before any output exists
     resolved = resolve_sources(sources)  # opens videos/cameras once: a bad one fails before any output
-    if out is None:
-        DEFAULT_OUT.parent.mkdir(parents=True, exist_ok=True)
-        out = _next_free(DEFAULT_OUT)
-    tally = _run_with_bars(estimator, resolved, out, options)
+    out = _next_free(DEFAULT_OUT) if out is None else out
+    tally = _run_with_bars(estimator, resolved, out, options, force)
     _print_summary(tally, out, show_fps)
 
 
@@ -104,7 +106,7 @@ class _Tally:
 
 
 def _run_with_bars(
-    estimator: PoseEstimator, sources: list[Source], out: Path, options: PredictOptions
+    estimator: PoseEstimator, sources: list[Source], out: Path, options: PredictOptions, force: bool
 ) -> _Tally:
     """`run_predict` into an atomic OUT, with one bar for the images and one per video or camera."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -118,7 +120,7 @@ def _run_with_bars(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[fps]}"), TimeElapsedColumn())  # fmt: skip
     with (
-        atomic_dir(out) as tmp,
+        atomic_dir(out, overwrite=force) as tmp,
         Progress(*columns, console=err_console, transient=False) as bar,
         _erased_on_error(bar) as progress,
     ):

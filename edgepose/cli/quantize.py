@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgepose.cli._app import app
-from edgepose.cli._common import console, handle_errors, stage_bars
+from edgepose.cli._common import ForceOpt, console, handle_errors, stage_bars
 from edgepose.defaults import MIXED_BUDGET
 from edgepose.errors import ConfigError
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
@@ -48,9 +48,11 @@ def quantize(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output model (default: MODEL.<precision>.onnx).")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Quantize MODEL with onnxruntime (static QDQ, per-channel weights); the decode/NMS tail stays float."""
-    from edgepose.quant.quantize import check_options, quantize_model, report_path
+    from edgepose.fsio import check_new
+    from edgepose.quant.quantize import check_options, default_output, quantize_model, report_path
 
     if mixed == (bits is not None):
         raise ConfigError("choose exactly one of --bits 8, --bits 16 or --mixed")
@@ -62,6 +64,9 @@ def quantize(
         raise ConfigError("give --budget or --max-drop, not both")
     precision = Precision.MIXED if mixed else (Precision.INT8 if bits == 8 else Precision.INT16)
     check_options(precision, budget, max_drop)
+    out = out if out is not None else default_output(model, precision)
+    for path in (out, report_path(out)):  # the model and its report beside it
+        check_new(path, force=force)
 
     with stage_bars(12, transient=True) as (_, progress):
         report = quantize_model(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgepose.cli._app import app
-from edgepose.cli._common import console, handle_errors
+from edgepose.cli._common import ForceOpt, console, handle_errors
 from edgepose.errors import ConfigError
 
 _METRIC_ROWS = (
@@ -50,12 +50,13 @@ def val(
         Path | None,
         typer.Option("--weights", help="Or predict with this PyTorch checkpoint (.pt) on --data."),
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """COCO OKS keypoint AP, AP50, AP75, APM, APL and AR of predictions against ground truth."""
     from edgepose.data.coco import read_coco
     from edgepose.data.coco_eval import evaluate_keypoints, load_predictions
     from edgepose.data.convert import coco_json
-    from edgepose.fsio import check_parent, write_text
+    from edgepose.fsio import check_new, write_text
 
     # Exactly one source of predictions: a results file, or a checkpoint run on the ground-truth images.
     sources = {"--pred": pred, "--weights": weights}
@@ -63,7 +64,7 @@ def val(
     if len(given) != 1:
         raise ConfigError(f"give exactly one of {', '.join(sources)} (got {', '.join(given) or 'none'})")
     if json_out is not None:
-        check_parent(json_out)  # fail before the evaluation, not after
+        check_new(json_out, force=force, option="--json")  # fail before the evaluation, not after
 
     gt = coco_json(gt)  # a dataset folder, as `data synth` writes it, names its JSON
     gt_data = read_coco(gt)

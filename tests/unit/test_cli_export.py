@@ -69,12 +69,23 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
 
 
-def test_missing_output_folder(lively_checkpoint: Path, tmp_path: Path) -> None:
-    out = tmp_path / "missing" / "m.onnx"
-    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out))
+def test_missing_output_folders_are_made_and_an_existing_file_needs_force(
+    lively_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "missing" / "deeper" / "m.onnx"
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out), "--no-verify")
+    assert code == 0, text
+    assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["m.onnx"]
+    before = out.read_bytes()
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out), "--no-verify")
     assert code == 1
-    assert text == f"error: output folder {out.parent} does not exist; create it or choose another --out\n"
-    assert list(tmp_path.iterdir()) == []
+    assert text == f"error: {out} already exists; pass --force to replace it, or choose another --out\n"
+    assert out.read_bytes() == before
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out), "--no-verify", "--force")
+    assert code == 0, text
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out / "x.onnx"))
+    assert code == 1
+    assert text == f"error: {out} is a file, not a folder; choose another --out\n"
 
 
 def test_raw_export_prints_summary_and_writes_metadata(lively_checkpoint: Path, tmp_path: Path) -> None:
