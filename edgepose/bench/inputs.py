@@ -85,7 +85,8 @@ def prepare_checkpoint(
         if progress:
             progress(stage, done, total)
 
-    export_opts = {"step": "export", "checkpoint": model.digest, "opset": DEFAULT_OPSET,
+    # "size": files cached before export read the checkpoint's spec were built at its config's size.
+    export_opts = {"step": "export", "checkpoint": model.digest, "opset": DEFAULT_OPSET, "size": "spec",
                    "conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det}  # fmt: skip
     float_key = make_key(export_opts)
 

@@ -45,7 +45,9 @@ _KptConfOpt = Annotated[
 _ImgOpt = Annotated[
     int | None,
     typer.Option(
-        "--img", help="Input size in pixels (square); default: the model's (needed for dynamic --from-onnx)."
+        "--img",
+        help="Input size in pixels (square); default: the size the checkpoint was trained at (--from-onnx: "
+        "the model's; needed when it is dynamic).",
     ),
 ]
 _OutOpt = Annotated[Path, typer.Option("--out", help="Output .onnx file.")]

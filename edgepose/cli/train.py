@@ -90,7 +90,13 @@ _EpochsOpt = Annotated[
         "--epochs", help=f"Epochs in total (default {TrainOptions.epochs}; with --resume: as saved)."
     ),
 ]
-_ImgOpt = Annotated[int | None, typer.Option("--img", help="Input size; default: the config's input_size.")]
+_ImgOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--img",
+        help="Input size; default: the config's input_size (--init-from: the size it was trained at).",
+    ),
+]
 _BatchOpt = Annotated[int, typer.Option("--batch", help="Images per step (per process under torchrun).")]
 _ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue OUT/last.pt (same options).")]
 _InitFromOpt = Annotated[

@@ -55,7 +55,8 @@ def new_run_config(
     else:
         from edgepose.nn.checkpoint import load_checkpoint
 
-        cfg = load_checkpoint(init_from).cfg  # type: ignore[arg-type]
+        ck = load_checkpoint(init_from)  # type: ignore[arg-type]
+        cfg = dataclasses.replace(ck.cfg, input_size=ck.spec.input_size[0])  # the size it was trained at
     if activation is not None:
         cfg = dataclasses.replace(cfg, activation=activation)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

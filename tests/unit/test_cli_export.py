@@ -147,3 +147,27 @@ def test_export_defaults_are_the_deployment_defaults(lively_checkpoint: Path, tm
         DEPLOY.iou,
         DEPLOY.max_det,
     )
+
+
+def test_export_size_is_the_checkpoints_trained_size_unless_img(
+    lively_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A checkpoint trained with `--img 96` (its spec) of a model whose config says 128: export, like
+    `val --weights` and `bench X.pt`, builds a 96 px graph; `--img` overrides it."""
+    from edgepose.nn import load_checkpoint, save_checkpoint
+    from edgepose.spec import PoseSpec
+
+    model = load_checkpoint(lively_checkpoint).model
+    assert model.cfg.input_size == 128
+    ckpt = save_checkpoint(
+        tmp_path / "w96.pt", model, PoseSpec(name="edgepose-tiny", input_size=(96, 96)), epoch=1, metrics={}
+    )
+    for extra, size in (([], 96), (["--img", "160"], 160)):
+        out = tmp_path / f"m{size}.onnx"
+        code, text = _run("--weights", str(ckpt), "--out", str(out), "--no-verify", *extra)
+        assert code == 0, text
+        assert f"{size}x{size} float input" in text
+        m = onnx.load(str(out))
+        assert spec_of(m).input_size == (size, size)
+        dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
+        assert dims == [1, 3, size, size]

@@ -192,6 +192,34 @@ def test_init_from_swaps_activation(synth_dataset: Path, tmp_path: Path, tiny_ch
     torch.testing.assert_close(tuned.model.state_dict()["backbone.stem.conv.weight"], w0)
 
 
+def test_init_from_trains_at_the_size_the_checkpoint_was_trained_at(
+    synth_dataset: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    from edgepose.nn.checkpoint import load_checkpoint, save_checkpoint
+    from edgepose.spec import PoseSpec
+
+    start = load_checkpoint(tiny_checkpoint)  # edgepose-tiny: its config says 128
+    spec64 = PoseSpec(name="edgepose-tiny", input_size=(64, 64))
+    at64 = save_checkpoint(tmp_path / "at64.pt", start.model, spec64, epoch=1, metrics={})
+    base = [
+        "--data",
+        str(synth_dataset),
+        "--batch",
+        "2",
+        "--workers",
+        "0",
+        "--max-steps",
+        "1",
+        "--epochs",
+        "1",
+    ]
+    for extra, size in (([], 64), (["--img", "96"], 96)):
+        out = tmp_path / f"run{size}"
+        result = _train(*base, "--init-from", str(at64), "--out", str(out), *extra)
+        assert result.exit_code == 0, result.output
+        assert load_checkpoint(out / "best.pt").spec.input_size == (size, size)
+
+
 def test_init_from_warms_biases_up_from_zero(
     synth_dataset: Path, tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
