@@ -66,6 +66,12 @@ def resolve_inputs(paths: Sequence[str | os.PathLike[str]], warn: Warn) -> list[
     return out
 
 
+def check_can_export() -> None:
+    """Exporting a checkpoint needs the training extra (torch): on a base install this raises
+    ModuleNotFoundError (one line at the CLI) before anything slow runs."""
+    import torch  # noqa: F401
+
+
 def prepare_checkpoint(
     model: ModelInput,
     variants: Sequence[Precision],

@@ -15,7 +15,14 @@ import numpy as np
 from edgepose import __version__, fsio
 from edgepose.bench.accuracy import Accuracy, ValSet, evaluate, load_val
 from edgepose.bench.cache import DEFAULT_CACHE_DIR, BenchCache
-from edgepose.bench.inputs import Candidate, InputKind, ModelInput, prepare_checkpoint, resolve_inputs
+from edgepose.bench.inputs import (
+    Candidate,
+    InputKind,
+    ModelInput,
+    check_can_export,
+    prepare_checkpoint,
+    resolve_inputs,
+)
 from edgepose.bench.kernels import count_layers, optimized_kernels, read_nodes
 from edgepose.bench.latency import Latency, measure_latencies
 from edgepose.bench.progress import Progress, Warn, for_stage
@@ -128,6 +135,8 @@ def _check_inputs(
     if not models:
         raise ConfigError("no model given; pass checkpoints (.pt) or ONNX files")
     inputs = resolve_inputs(models, warn)
+    if any(m.kind is InputKind.CHECKPOINT for m in inputs):
+        check_can_export()
     val = load_val(data, num_images)
     image = read_image(val.dataset.image_path(val.dataset.records[0]))
     quantizing = any(m.kind is InputKind.CHECKPOINT for m in inputs) and any(

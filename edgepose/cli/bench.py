@@ -89,6 +89,10 @@ def bench(
     check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib, **warm)
     check_out(out, force=force)
     paths, calib_dir = defaults.default_inputs(models or [], chosen, calib)
+    if any(map(defaults.is_checkpoint, paths)):
+        from edgepose.bench.inputs import check_can_export
+
+        check_can_export()  # a base install (no torch) fails here, before the val set is made
     if variants is not None and not any(map(defaults.is_checkpoint, paths)):
         warn("--variants applies to checkpoints; ONNX files are benchmarked as they are "
              "(their precision comes from their metadata)")  # fmt: skip

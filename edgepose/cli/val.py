@@ -65,6 +65,8 @@ def val(
         raise ConfigError(f"give exactly one of {', '.join(sources)} (got {', '.join(given) or 'none'})")
     if json_out is not None:
         check_new(json_out, force=force, option="--json")  # fail before the evaluation, not after
+    if weights is not None:
+        from edgepose.train.evaluate import predict_checkpoint  # torch: a base install stops here
 
     gt = coco_json(gt)  # a dataset folder, as `data synth` writes it, names its JSON
     gt_data = read_coco(gt)
@@ -73,8 +75,6 @@ def val(
         predictions = load_predictions(pred, gt_ids, len(gt_data.keypoint_names))
         source = pred.name
     if weights is not None:
-        from edgepose.train.evaluate import predict_checkpoint
-
         predictions = predict_checkpoint(weights, gt_data)
         source = weights.name
     metrics = evaluate_keypoints(gt, predictions).as_dict()
