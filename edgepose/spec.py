@@ -44,6 +44,8 @@ QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"  # JSON object: calibration 
 # What every folder reader (predict, quantize --calib, data readers, preview) accepts as an image.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ANNOTATIONS_FILE = "annotations.json"  # a COCO-keypoints dataset folder: ANNOTATIONS_FILE + images/
+PREDICTIONS_FILE = "predictions.json"  # `predict --save-json`: COCO results list (pycocotools loadRes format)
+FILES_FILE = "files.json"  # beside it: image_id -> source file (video frames as "PATH#frame=N")
 
 # --- COCO-17 person keypoints ------------------------------------------------------------------
 COCO_KEYPOINTS: tuple[str, ...] = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgepose.bench.kernels import KernelCounts
+from edgepose.data.coco_eval import points
 from edgepose.spec import Precision
 
 # (header, row -> cell) for the terminal table and bench.md; AP figures shown x100 (COCO points).
@@ -63,13 +64,12 @@ class BenchRow:
 
     def cells(self) -> tuple[str, ...]:
         """The COLUMNS of this row as display strings."""
-        pts = lambda v: f"{100 * v:.1f}"  # noqa: E731
         delta = "n/a" if self.delta_ap is None else f"{100 * self.delta_ap:+.1f}".replace("+0.0", "0.0")
         pct = "–" if self.layers_16bit_pct is None else f"{self.layers_16bit_pct:.0f}"
         split = f"{self.preprocess_ms:.1f}/{self.inference_ms:.1f}/{self.postprocess_ms:.1f}"
         return (
-            self.label, self.variant.value, pts(self.ap), pts(self.ap50), pts(self.ap75), pts(self.ar),
-            delta, f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
+            self.label, self.variant.value, *map(points, (self.ap, self.ap50, self.ap75, self.ar)), delta,
+            f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
             f"{self.size_bytes / 1e6:.2f}", pct, self.kernels.describe(),
         )  # fmt: skip
 

@@ -29,6 +29,7 @@ from edgepose.bench.progress import Progress, Warn, for_stage
 from edgepose.bench.report import report_paths, write_reports
 from edgepose.bench.result import BenchResult, BenchRow, fill_delta_ap
 from edgepose.bench.variants import ALL_VARIANTS
+from edgepose.data.coco_eval import AP_SCALE, AP_SCALE_KEY
 from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 from edgepose.errors import ConfigError, ModelFileError
 from edgepose.quant.options import HighPrecision
@@ -222,7 +223,7 @@ def _settings(
         "batch": 1, "eval_setting": {"conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det},
         "latency_setting": {"conf": DEPLOY.conf, "iou": DEPLOY.iou},
         "variants": [v.value for v in variants], "calib": str(calib) if calib else None,
-        "num_calib": num_calib, "cache_dir": str(cache.root), "ap_scale": "fraction in [0, 1]",
+        "num_calib": num_calib, "cache_dir": str(cache.root), AP_SCALE_KEY: AP_SCALE,
         "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {platform.platform(terse=True)}",
         "python": platform.python_version(), "onnxruntime": ort.__version__, "edgepose": __version__,
     }  # fmt: skip

@@ -86,12 +86,40 @@ def predict(
         warn(f"{model} has no {IOU_THR_NAME} input: --iou {iou} is ignored (NMS uses {spec.iou_threshold})")
     if conf is not None and conf < spec.conf_threshold and not estimator.supports_override(SCORE_THR_NAME):
         warn(f"{model} bakes in score threshold {spec.conf_threshold}: --conf {conf} cannot lower it")
-    options = PredictOptions(conf=conf, iou=iou, save_json=save_json, show_fps=show_fps)
     estimator.override_feeds(conf, iou, None)  # range checks before any output exists
-    resolved = resolve_sources(sources)  # opens videos/cameras once: a bad one fails before any output
+    args, image_ids, datasets = _coco_folders(sources)
+    options = PredictOptions(conf=conf, iou=iou, save_json=save_json, show_fps=show_fps, image_ids=image_ids)
+    resolved = resolve_sources(args)  # opens videos/cameras once: a bad one fails before any output
     out = _next_free(DEFAULT_OUT) if out is None else out
     tally = _run_with_bars(estimator, resolved, out, options, force)
     _print_summary(tally, out, show_fps)
+    if save_json and datasets:
+        console.print(
+            f"predictions.json uses the image ids of {', '.join(datasets)}: score it with `edgepose val "
+            f"--pred {out / 'predictions.json'} --gt {datasets[0]}`",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
+
+def _coco_folders(sources: list[str]) -> tuple[list[str], dict[str, int], list[str]]:
+    """SOURCE arguments with each COCO dataset folder (DIR with annotations.json, or DIR/images) as its
+    image folder; {image path: ground-truth image id} of those images, so that `val --pred` scores
+    predictions.json against that ground truth; and which arguments were such folders."""
+    from edgepose.data.coco import ground_truth_ids
+
+    args: list[str] = []
+    image_ids: dict[str, int] = {}
+    datasets: list[str] = []
+    for arg in sources:
+        found = ground_truth_ids(arg) if Path(arg).is_dir() else None
+        if found is None:
+            args.append(arg)
+            continue
+        image_dir, ids = found
+        args.append(str(image_dir))
+        image_ids.update(ids)
+        datasets.append(arg)
+    return args, image_ids, datasets
 
 
 @dataclass

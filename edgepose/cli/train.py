@@ -19,6 +19,7 @@ _LOG_EVERY = 25  # steps between plain progress lines when stderr is not a termi
 def _progress_callbacks(epochs: int) -> tuple[Any, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgepose.data.coco_eval import points
     from edgepose.train.options import TrainCallbacks
 
     progress = Progress(
@@ -57,7 +58,11 @@ def _progress_callbacks(epochs: int) -> tuple[Any, Any]:
             )
 
     def on_epoch(rec: dict[str, Any]) -> None:
-        ap = f"val AP {rec['val_ap']:.4f} AP50 {rec['val_ap50']:.4f}" if "val_ap" in rec else "no val set"
+        ap = (
+            f"val AP {points(rec['val_ap'])} AP50 {points(rec['val_ap50'])}"
+            if "val_ap" in rec
+            else "no val set"
+        )
         err_console.print(
             f"epoch {rec['epoch']}/{epochs}: {ap}, {rec['train_img_per_s']:.1f} img/s, "
             f"{rec['epoch_s']:.0f} s",
@@ -168,6 +173,7 @@ def train(
     stop_after: _StopAfterOpt = None,
 ) -> None:
     """Train a YOLO-Pose model; every epoch validates and writes best.pt / last.pt atomically."""
+    from edgepose.data.coco_eval import points
     from edgepose.train.run import new_run_config, resume_run, train_from_files
 
     if resume:
@@ -194,6 +200,10 @@ def train(
                       soft_wrap=True, highlight=False)  # fmt: skip
         return
     m = result.metrics
-    ap = f"OKS AP {m['ap']:.4f} (AP50 {m['ap50']:.4f})" if "ap" in m else "no validation set"
+    ap = (
+        f"OKS AP {points(m['ap'])} (AP50 {points(m['ap50'])}, COCO points)"
+        if "ap" in m
+        else "no validation set"
+    )
     console.print(f"best epoch {result.best_epoch}: {ap}; {out / 'best.pt'}  ({result.wall_s:.0f} s)",
                   soft_wrap=True, highlight=False)  # fmt: skip

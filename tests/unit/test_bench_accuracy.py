@@ -21,9 +21,8 @@ from edgepose.bench.report import JSON_NAME, MD_NAME, PNG_NAME
 from edgepose.bench.result import COLUMNS, ROW_KEYS
 from edgepose.bench.run import run_bench
 from edgepose.cli import app
-from edgepose.data.coco import read_coco
 from edgepose.spec import PoseSpec, Precision
-from tests.helpers.runtime_onnx import build_model
+from tests.helpers.runtime_onnx import build_model, oracle_rows
 
 runner = CliRunner()
 SIZE = 128
@@ -34,23 +33,12 @@ def val(synth_dataset_factory: Callable[..., Path]) -> Path:
     return synth_dataset_factory(num_images=1, size=SIZE, seed=102)  # 4 people in image 0
 
 
-def _oracle_rows(val: Path, shift: float) -> np.ndarray:
-    rec = read_coco(val / "annotations.json").records[0]
-    n = rec.num_people
-    kpts = rec.keypoints.copy()  # (N, K, 3)
-    kpts[..., 0] += shift
-    kpts[..., 2] = 1.0  # keypoint confidence
-    score = np.linspace(0.9, 0.6, n, dtype=np.float32)[:, None]  # (N, 1)
-    cls = np.zeros((n, 1), np.float32)
-    return np.concatenate([rec.boxes, score, cls, kpts.reshape(n, -1)], axis=1)  # (N, 6 + 3K)
-
-
 @pytest.fixture(scope="module")
 def models(val: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("oracle")
     spec = PoseSpec(name="oracle", input_size=(SIZE, SIZE), max_det=20, version="test")
-    exact = build_model(d / "oracle.onnx", spec, _oracle_rows(val, 0.0))
-    moved = build_model(d / "moved.onnx", spec.replace(precision=Precision.INT8), _oracle_rows(val, 3.0))
+    exact = build_model(d / "oracle.onnx", spec, oracle_rows(val, 0.0))
+    moved = build_model(d / "moved.onnx", spec.replace(precision=Precision.INT8), oracle_rows(val, 3.0))
     return exact, moved
 
 

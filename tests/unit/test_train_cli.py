@@ -137,6 +137,13 @@ def test_train_then_resume_through_the_cli(synth_dataset: Path, tmp_path: Path) 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert {"val_ap", "loss_kpt", "lr"} <= set(rows[1])
+    # People read COCO points (x100), as val and bench print them; metrics.jsonl keeps the fractions.
+    assert (
+        f"epoch 2/2: val AP {100 * rows[1]['val_ap']:.1f} AP50 {100 * rows[1]['val_ap50']:.1f},"
+        in second.stderr
+    )
+    best = json.loads((out / "results.json").read_text())["metrics"]
+    assert f"OKS AP {100 * best['ap']:.1f} (AP50 {100 * best['ap50']:.1f}, COCO points)" in second.stdout
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
 
 
