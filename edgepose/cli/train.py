@@ -10,7 +10,7 @@ import typer
 
 from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors
-from edgepose.nn.config import Activation
+from edgepose.nn.config import Activation, ModelConfig
 from edgepose.train.options import AugmentConfig, LossWeights, OptimizerKind, TrainOptions
 
 _LOG_EVERY = 25  # steps between plain progress lines when stderr is not a terminal (logs)
@@ -75,6 +75,35 @@ def _progress_callbacks(epochs: int) -> tuple[Any, Any]:
     return progress, TrainCallbacks(on_start=on_start, on_step=on_step, on_epoch=on_epoch, on_final=on_final)
 
 
+def _typed(ctx: typer.Context, exclude: tuple[str, ...]) -> dict[str, object]:
+    """`--flag -> value` of the options typed on this command line (not those left at their default)."""
+    return {
+        "--" + name.replace("_", "-"): value
+        for name, value in ctx.params.items()
+        if name not in exclude and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    }
+
+
+def _resume(ctx: typer.Context, out: Path, main_rank: bool) -> tuple[ModelConfig, TrainOptions] | None:
+    """`--resume`: the run's config and options with this command line's changes applied (others are
+    refused in one line); None, after saying so, when the run has finished."""
+    from edgepose.train.run import resume_run
+
+    resumed = resume_run(out, _typed(ctx, exclude=("data", "out", "val", "resume")))
+    if resumed.finished:
+        if main_rank:
+            console.print(
+                f"{out} has already trained {resumed.done} of {resumed.opts.epochs} epochs: nothing to do, "
+                f"nothing written (to train longer: --resume --epochs N with N > {resumed.done})",
+                soft_wrap=True, highlight=False,
+            )  # fmt: skip
+        return None
+    if resumed.applied and main_rank:
+        err_console.print(f"resuming {out} after epoch {resumed.done}: {', '.join(resumed.applied)}",
+                          soft_wrap=True, highlight=False)  # fmt: skip
+    return resumed.cfg, resumed.opts
+
+
 # Options of `edgepose train` (typer reads the help, default and parser from each).
 _DataOpt = Annotated[
     str, typer.Option("--data", help="Training set: COCO JSON, or a folder (COCO or YOLO-pose).")
@@ -103,7 +132,13 @@ _ImgOpt = Annotated[
     ),
 ]
 _BatchOpt = Annotated[int, typer.Option("--batch", help="Images per step (per process under torchrun).")]
-_ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue OUT/last.pt (same options).")]
+_ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue OUT/last.pt as started (only --epochs, --workers, --device, --stop-after may change).",
+    ),
+]
 _InitFromOpt = Annotated[
     Path | None,
     typer.Option(
@@ -148,6 +183,7 @@ _StopAfterOpt = Annotated[
 @app.command()
 @handle_errors
 def train(
+    ctx: typer.Context,
     data: _DataOpt,
     out: _OutOpt,
     config: _ConfigOpt = None,
@@ -174,10 +210,14 @@ def train(
 ) -> None:
     """Train a YOLO-Pose model; every epoch validates and writes best.pt / last.pt atomically."""
     from edgepose.data.coco_eval import points
-    from edgepose.train.run import new_run_config, resume_run, train_from_files
+    from edgepose.train.run import new_run_config, train_from_files
 
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if resume:
-        cfg, opts = resume_run(out, epochs=epochs, workers=workers, device=device, stop_after=stop_after)
+        resumed = _resume(ctx, out, main_rank)
+        if resumed is None:
+            return  # the run had finished: nothing to do, nothing written
+        cfg, opts = resumed
     else:
         cfg = new_run_config(out, config=config, init_from=init_from, activation=activation)
         opts = TrainOptions(
@@ -193,8 +233,8 @@ def train(
                                   callbacks=callbacks)  # fmt: skip
     finally:
         progress.stop()
-    if int(os.environ.get("RANK", "0")) != 0:
-        return  # under torchrun only rank 0 reports
+    if not main_rank:
+        return
     if opts.stop_after is not None and opts.stop_after < opts.epochs:
         console.print(f"stopped after epoch {opts.stop_after}; continue with --resume --out {out}",
                       soft_wrap=True, highlight=False)  # fmt: skip
