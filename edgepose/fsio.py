@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -18,6 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgepose.errors import OutputError
+
+
+def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 (hex) of a file's bytes, read in chunks: the identity of a model file (bench's cache keys, the
+    float file a quantized model was made from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _existing_ancestor(p: Path) -> Path:

@@ -39,6 +39,9 @@ METADATA_PREFIX = "edgepose."  # every metadata_props key we write starts with t
 # Written by quantization beside the PoseSpec keys, read by bench (which must not need onnx):
 QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"  # JSON list: the layers --mixed kept at high precision
 QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"  # JSON object: calibration method, high precision, ...
+# JSON object {"sha256": ..., "file": ...}: the float file a quantized model was made from (its lineage), so
+# bench compares each quantized file with its own float model, whatever the files are called.
+QUANT_SOURCE_KEY = METADATA_PREFIX + "quant_source"
 
 # --- files ---------------------------------------------------------------------------------------
 # What every folder reader (predict, quantize --calib, data readers, preview) accepts as an image.

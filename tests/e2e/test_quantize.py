@@ -26,6 +26,7 @@ from edgepose.spec import (
     NUM_DETS_NAME,
     QUANT_METHOD_KEY,
     QUANT_PLAN_KEY,
+    QUANT_SOURCE_KEY,
     TAIL_PREFIX,
     PoseSpec,
     Precision,
@@ -67,6 +68,18 @@ def _weight_bits(m: onnx.ModelProto) -> dict[str, int]:
 
 def _report(path: Path) -> dict:
     return json.loads(path.with_name(path.stem + ".quant.json").read_text())
+
+
+def test_each_quantized_file_records_the_float_file_it_was_made_from(work: dict[str, Path]) -> None:
+    """Its lineage: bench takes ΔAP against the float file with this content, whatever the names."""
+    from edgepose.fsio import file_digest
+
+    for p in ("int8", "int16", "mixed"):
+        props = {m.key: m.value for m in onnx.load(str(work[p])).metadata_props}
+        assert json.loads(props[QUANT_SOURCE_KEY]) == {
+            "file": "tiny.onnx",
+            "sha256": file_digest(work["float"]),
+        }
 
 
 def test_zero_point_types_per_precision(work: dict[str, Path]) -> None:
