@@ -251,10 +251,18 @@ def test_cli_writes_model_report_and_table(work: dict[str, Path]) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "/c3b/Conv" in res.output and "6 images, minmax" in res.output
+    # --bits: a summary stands for the table (its rows would all say int8); --verbose lists the layers
+    assert "7 layers (7 Conv), all at int8" in res.output and "/c3b/Conv" not in res.output
+    assert "6 images, minmax" in res.output
     rep = json.loads((work["dir"] / "cli.quant.json").read_text())
     assert rep["num_calib"] == 6 and rep["precision"] == "int8" and len(rep["layers"]) == 7
     onnx.checker.check_model(onnx.load(str(out)))
+    args = ["quantize", str(work["float"]), "--calib", str(work["calib"]), "--bits", "8", "--num-calib", "6"]
+    res = runner.invoke(app, [*args, "--out", str(out), "--verbose"])
+    assert res.exit_code == 1 and f"{out} already exists; pass --force" in res.output  # the overwrite rule
+    res = runner.invoke(app, [*args, "--out", str(out), "--verbose", "--force"])
+    assert res.exit_code == 0, res.output
+    assert "/c3b/Conv" in res.output
 
 
 def _bad_setups(work: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], str]]:

@@ -14,13 +14,14 @@ from edgepose.bench.cache import BenchCache, make_key
 from edgepose.bench.inputs import unique_labels
 from edgepose.bench.kernels import KernelCounts, KernelMode, count_kernels, count_layers, read_nodes
 from edgepose.bench.latency import measure_latencies, measure_latency
-from edgepose.bench.result import COLUMNS, ROW_KEYS, BenchRow, fill_delta_ap
+from edgepose.bench.result import COLUMNS, ROW_KEYS, fill_delta_ap
 from edgepose.bench.run import layers_16bit_pct
 from edgepose.bench.variants import MIXED_LABELS, parse_variants, variant_label
 from edgepose.errors import ConfigError
 from edgepose.quant.options import HighPrecision
 from edgepose.runtime.timing import Timings
 from edgepose.spec import QUANT_METHOD_KEY, QUANT_PLAN_KEY, TAIL_PREFIX, PoseSpec, Precision
+from tests.helpers.bench_rows import bench_row
 
 
 # --- variants -----------------------------------------------------------------------------------------
@@ -135,24 +136,15 @@ def test_16bit_share_from_precision_and_the_mixed_plan(tmp_path: Path) -> None:
 
 
 # --- rows, ΔAP, latency ----------------------------------------------------------------------------------
-def _row(label: str, variant: Precision, ap: float, lineage: str) -> BenchRow:
-    return BenchRow(
-        label=label, model=f"{label}.onnx", source="onnx", variant=variant, name="m", input_size=(64, 64),
-        cached=None, ap=ap, ap50=ap, ap75=ap, ar=ap, num_images=1, num_detections=1, p50_ms=4.0,
-        p90_ms=5.0, fps=250.0, preprocess_ms=1.0, inference_ms=2.0, postprocess_ms=1.0, runs=3, warmup=1,
-        size_bytes=2_000_000, layers_16bit_pct=None, kernels=KernelCounts(0, 0, 1), lineage=lineage,
-    )  # fmt: skip
-
-
 def test_delta_ap_against_the_float_row_of_the_same_lineage_not_the_same_name() -> None:
     # Two float models with the same spec name and size (the old grouping key), listed in an order where
     # the first float is not the int8 file's source: ΔAP follows the recorded lineage.
     rows = [
-        _row("n/best", Precision.FLOAT, 0.011, "sha-a"),
-        _row("edgepose-n", Precision.FLOAT, 0.6123, "sha-b"),
-        _row("edgepose-n.int8", Precision.INT8, 0.5523, "sha-b"),
-        _row("other.int8", Precision.INT8, 0.5, "sha-c"),  # its float is not among the rows
-        _row("old.int8", Precision.INT8, 0.5, ""),  # quantized before the lineage was recorded
+        bench_row("n/best", Precision.FLOAT, 0.011, "sha-a"),
+        bench_row("edgepose-n", Precision.FLOAT, 0.6123, "sha-b"),
+        bench_row("edgepose-n.int8", Precision.INT8, 0.5523, "sha-b"),
+        bench_row("other.int8", Precision.INT8, 0.5, "sha-c"),  # its float is not among the rows
+        bench_row("old.int8", Precision.INT8, 0.5, ""),  # quantized before the lineage was recorded
     ]
     fill_delta_ap(rows)
     assert [r.delta_ap for r in rows[:2]] == [0.0, 0.0]
@@ -294,7 +286,7 @@ def test_plot_starts_its_ap_axis_at_zero_draws_the_float_line_and_one_legend_ent
     from edgepose.bench.result import BenchResult
 
     rows = [
-        _row("edgepose-n", p, ap, "sha-n")
+        bench_row("edgepose-n", p, ap, "sha-n")
         for p, ap in (
             (Precision.FLOAT, 0.142),
             (Precision.INT16, 0.1419),
@@ -303,8 +295,8 @@ def test_plot_starts_its_ap_axis_at_zero_draws_the_float_line_and_one_legend_ent
         )
     ]
     rows += [
-        _row("runs/best", Precision.FLOAT, 0.30, "sha-b"),
-        _row("best.int8", Precision.INT8, 0.29, "sha-b"),
+        bench_row("runs/best", Precision.FLOAT, 0.30, "sha-b"),
+        bench_row("best.int8", Precision.INT8, 0.29, "sha-b"),
     ]
     rows[3].variant_label = "mixed-float"
     fill_delta_ap(rows)
