@@ -100,7 +100,7 @@ def figure(result: BenchResult) -> Figure:
     ax.legend(handles=handles, fontsize=7, loc="lower right", title="model (dashed: its float AP)",
               title_fontsize=7)  # fmt: skip
     ax.set_ylim(*ap_axis([100 * r.ap for r in result.rows]))
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, 1.2 * max((r.p50_ms for r in result.rows), default=1.0))  # room for the labels
     ax.set_xlabel(f"p50 latency, ms (batch 1, {result.settings['threads']} threads)")
     ax.set_ylabel("COCO keypoint AP (points, x100)")
     ax.set_title("edgepose bench: accuracy vs latency")
