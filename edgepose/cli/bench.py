@@ -113,7 +113,7 @@ def bench(
         result = run_bench(
             paths, data, variants=chosen, calib=calib_dir, num_calib=num_calib, threads=threads, runs=runs,
             num_images=num_images, **warm, out_dir=out, cache_dir=cache_dir, progress=progress,
-            warn=lambda m: bar.console.print(f"[yellow]warning:[/] {m}", highlight=False, soft_wrap=True),
+            warn=warn,  # err_console: the bars' console, so the line lands above them
         )  # fmt: skip
     _print_result(result, cache_dir)
 
@@ -188,10 +188,10 @@ def _print_result(result: BenchResult, cache_dir: Path) -> None:
         console.print(
             f"not shown at {console.width} columns: {', '.join(dropped)}; {MD_NAME} has every column (so "
             "does the output piped to a file)",
-            highlight=False, soft_wrap=True,
+            highlight=False, soft_wrap=not console.is_terminal,
         )  # fmt: skip
     for line in settings_lines(result):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=not console.is_terminal)
     if result.reused:
         console.print(f"reused {len(result.reused)} cached model(s) from {cache_dir}", highlight=False)
     console.print(

@@ -102,16 +102,16 @@ def print_report(report: QuantReport, out: Console, *, verbose: bool = False) ->
     if mixed or verbose:
         out.print(_layer_table(report))
         out.print("NMSE: raw-output error vs float with only that layer at 8 bits (its sensitivity); SQNR = "
-                  "-10 log10(NMSE) dB", highlight=False, soft_wrap=True)  # fmt: skip
+                  "-10 log10(NMSE) dB", highlight=False, soft_wrap=not out.is_terminal)  # fmt: skip
     else:
         ops = Counter(layer.op for layer in report.layers)
         out.print(
             f"{len(report.layers)} layers ({', '.join(f'{n} {op}' for op, n in ops.most_common())}), all at "
             f"{report.precision.value}; the decode/NMS tail stays float (--verbose lists every layer)",
-            highlight=False, soft_wrap=True,
+            highlight=False, soft_wrap=not out.is_terminal,
         )  # fmt: skip
     for line in report.summary():
-        out.print(line, highlight=False, soft_wrap=True)
+        out.print(line, highlight=False, soft_wrap=not out.is_terminal)
 
 
 def _layer_table(report: QuantReport) -> Table:

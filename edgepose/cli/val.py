@@ -28,7 +28,8 @@ def _print_metrics(metrics: dict[str, float], title: str) -> None:
 
     from edgepose.data.coco_eval import points
 
-    table = Table(title=title, title_justify="left")
+    console.print(title, highlight=False, soft_wrap=True)  # above: a title inside wraps to the table width
+    table = Table()
     for label, _ in _METRIC_ROWS:
         table.add_column(label, justify="right")
     table.add_row(*(points(metrics[key]) for _, key in _METRIC_ROWS))

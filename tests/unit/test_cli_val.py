@@ -46,6 +46,8 @@ def test_ground_truth_as_predictions_gives_ap_one(synth_dataset: Path, tmp_path:
     # The table is in COCO points, as bench prints it: 100.0, not 1.0000.
     assert result.stdout.count("100.0") >= 4 and "1.0000" not in result.stdout
     assert "COCO points (x100)" in result.stdout
+    n = len(_gt_as_predictions(gt))
+    assert f"pred.json vs annotations.json: {n} predictions" in result.stdout.splitlines()  # not wrapped
 
 
 def test_worse_predictions_lower_ap(synth_dataset: Path, tmp_path: Path) -> None:
