@@ -40,17 +40,15 @@ def _print_metrics(metrics: dict[str, float], title: str) -> None:
     )  # fmt: skip
 
 
-def _warn_missing(missing: list[int], total: int) -> None:
-    """Say which ground-truth images have no prediction (a results file made for other images would
-    otherwise just score low)."""
-    if missing:
-        shown = ", ".join(map(str, missing[:_MISSING_SHOWN])) + (
-            ", ..." if len(missing) > _MISSING_SHOWN else ""
-        )
-        warn(
-            f"no predictions for {len(missing)} of {total} ground-truth images (image_id {shown}): every "
-            "person in them counts as missed"
-        )
+def _warn_missing(missing: list[int], certain: bool, total: int) -> None:
+    """Say which ground-truth images the results have nothing for (a results file made for other images
+    would otherwise just score low)."""
+    if not missing:
+        return
+    shown = ", ".join(map(str, missing[:_MISSING_SHOWN])) + (", ..." if len(missing) > _MISSING_SHOWN else "")
+    what = "were not predicted" if certain else "have people in them and no prediction"
+    warn(f"{len(missing)} of {total} ground-truth images {what} (image_id {shown}): every person in them "
+         "counts as missed")  # fmt: skip
 
 
 @app.command()
@@ -79,8 +77,8 @@ def val(
         AP_SCALE,
         AP_SCALE_KEY,
         evaluate_keypoints,
-        images_without_predictions,
         load_predictions,
+        unpredicted_images,
     )
     from edgepose.data.convert import coco_json
     from edgepose.fsio import check_new, write_text
@@ -100,7 +98,7 @@ def val(
     if pred is not None:
         predictions = load_predictions(pred, gt_data)
         source = pred.name
-        _warn_missing(images_without_predictions(predictions, gt_data), len(gt_data))
+        _warn_missing(*unpredicted_images(pred, predictions, gt_data), len(gt_data))
     if weights is not None:
         with stage_bars(24, transient=True) as (_, progress):
             stage, total = f"predict {weights.name}", len(gt_data)

@@ -136,17 +136,26 @@ def load_predictions(path: Path, gt: PoseDataset) -> list[dict]:
     return preds
 
 
-def _check_files_json(path: Path, ids: set[int], gt_files: dict[int, str]) -> None:
-    """Each id's source file in FILES_FILE beside `path` (if there) has the ground truth's file name."""
+def _files_json(path: Path) -> dict[str, object] | None:
+    """FILES_FILE beside the results file `path` (image id -> source file, as `predict --save-json`
+    writes it), or None when there is none."""
     files_path = path.with_name(FILES_FILE)
     if not files_path.is_file():
-        return
+        return None
     try:
         files = json.loads(files_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{files_path}: not valid JSON ({exc}); fix it or remove it") from exc
     if not isinstance(files, dict):
         raise DataError(f"{files_path}: expected a JSON object of image id -> file; fix it or remove it")
+    return files
+
+
+def _check_files_json(path: Path, ids: set[int], gt_files: dict[int, str]) -> None:
+    """Each id's source file in FILES_FILE beside `path` (if there) has the ground truth's file name."""
+    files = _files_json(path)
+    if files is None:
+        return
     wrong = []
     for i in sorted(ids):
         source, expected = files.get(str(i)), Path(gt_files[i]).name
@@ -155,17 +164,23 @@ def _check_files_json(path: Path, ids: set[int], gt_files: dict[int, str]) -> No
     if wrong:
         i, source, expected = wrong[0]
         raise DataError(
-            f"{path}: image_id {i} is {source} in {files_path.name} but {expected} in the ground truth "
+            f"{path}: image_id {i} is {source} in {FILES_FILE} but {expected} in the ground truth "
             f"({len(wrong)} of {len(ids)} ids name other files): these predictions are numbered for "
             "other images; re-run `edgepose predict MODEL GT_DIR --save-json` (it writes the ground truth's "
             "ids) or pass the --gt they were made for"
         )
 
 
-def images_without_predictions(predictions: list[dict], gt: PoseDataset) -> list[int]:
-    """Ground-truth image ids no prediction refers to (they count as misses: every person there is missed)."""
+def unpredicted_images(path: Path, predictions: list[dict], gt: PoseDataset) -> tuple[list[int], bool]:
+    """Ground-truth image ids the results file `path` has nothing for, and whether that is certain: with
+    FILES_FILE beside it, the images that were not predicted at all (True); without, the images with
+    people in them and no prediction (False: the model may just have found nobody there). Every person in
+    them counts as missed."""
+    files = _files_json(path)
+    if files is not None:
+        return [r.image_id for r in gt.records if str(r.image_id) not in files], True
     have = {p["image_id"] for p in predictions}
-    return [r.image_id for r in gt.records if r.image_id not in have]
+    return [r.image_id for r in gt.records if r.image_id not in have and r.num_people], False
 
 
 def evaluate_keypoints(gt: str | Path | dict, predictions: list[dict]) -> KeypointMetrics:

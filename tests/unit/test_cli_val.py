@@ -165,17 +165,30 @@ def test_ids_numbered_for_other_images_are_named_not_scored_zero(synth_dataset: 
 
 
 def test_ground_truth_images_without_predictions_are_named(synth_dataset: Path, tmp_path: Path) -> None:
+    gt = json.loads((synth_dataset / "annotations.json").read_text())
+    names = {img["id"]: img["file_name"] for img in gt["images"]}
+    with_people = sorted({a["image_id"] for a in gt["annotations"]})
     preds = [p for p in _gt_as_predictions(synth_dataset / "annotations.json") if p["image_id"] > 3]
     (tmp_path / "pred.json").write_text(json.dumps(preds))
-    res = runner.invoke(app, ["val", "--pred", str(tmp_path / "pred.json"), "--gt", str(synth_dataset)])
+    args = ["val", "--pred", str(tmp_path / "pred.json"), "--gt", str(synth_dataset)]
+    # A results file alone: the images with people and no prediction (the model may have found nobody).
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    ids = sorted(img["id"] for img in json.loads((synth_dataset / "annotations.json").read_text())["images"])
-    missing = [i for i in ids if i not in {p["image_id"] for p in preds}]
-    assert missing[:3] == [1, 2, 3]  # and any image nobody is in (the generator draws 0-8 people)
-    shown = ", ".join(map(str, missing))
+    missing = [i for i in with_people if i <= 3]
+    assert missing == [1, 2, 3]
     assert (
-        f"warning: no predictions for {len(missing)} of 12 ground-truth images (image_id {shown}): every "
-        "person in them counts as missed"
+        "warning: 3 of 12 ground-truth images have people in them and no prediction (image_id 1, 2, 3): "
+        "every person in them counts as missed"
+    ) in " ".join(res.stderr.split())
+    # With predict's files.json beside it: exactly the images that were not predicted (an image predicted
+    # with nobody found is not missing).
+    files = {str(i): f"photos/{names[i]}" for i in names if i not in (2, 3)}
+    (tmp_path / "files.json").write_text(json.dumps(files))
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (
+        "warning: 2 of 12 ground-truth images were not predicted (image_id 2, 3): every person in them "
+        "counts as missed"
     ) in " ".join(res.stderr.split())
 
 
