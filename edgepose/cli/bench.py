@@ -92,11 +92,12 @@ def bench(
     warm = {} if warmup is None else {"warmup": warmup}  # None: the library's default
     check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib, **warm)
     check_out(out, force=force)
-    paths, calib_dir = defaults.default_inputs(models or [], chosen, calib)
+    paths = list(models or []) or [defaults.default_model()]
     if any(map(defaults.is_checkpoint, paths)):
         from edgepose.bench.inputs import check_can_export
 
-        check_can_export()  # a base install (no torch) fails here, before the val set is made
+        check_can_export()  # a base install (no torch) fails here: before calibration or the val set
+    paths, calib_dir = defaults.default_inputs(paths, chosen, calib)
     if variants is not None and not any(map(defaults.is_checkpoint, paths)):
         warn("--variants applies to checkpoints; ONNX files are benchmarked as they are "
              "(their precision comes from their metadata)")  # fmt: skip

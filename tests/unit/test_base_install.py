@@ -28,8 +28,16 @@ sys.meta_path.insert(0, Absent())
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    wheel = (
+        "--wheel" in args
+    )  # as installed from the wheel: the checkout's models/ and calibration/ are not there
+    args = [a for a in args if a != "--wheel"]
     code = ABSENT + textwrap.dedent(
         f"""
+        import pathlib
+        import edgepose.bench.defaults
+        if {wheel}:
+            edgepose.bench.defaults._PROJECT_ROOT = pathlib.Path("/nonexistent")
         sys.argv = ["edgepose", *{args!r}]
         from edgepose.cli import main
         main()
@@ -60,8 +68,12 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
             ["bench", "w.pt", "--data", "ds", "--out", "out/b", "--cache-dir", "out/c"],
             "`edgepose bench` of a checkpoint (.pt) needs PyTorch",
         ),
+        (  # installed from the wheel, away from a checkout: no calibration/ either; torch is what to name
+            ["bench", "w.pt", "--data", "ds", "--out", "out/b", "--cache-dir", "out/c", "--wheel"],
+            "`edgepose bench` of a checkpoint (.pt) needs PyTorch",
+        ),
     ],
-    ids=["export", "train", "val", "bench"],
+    ids=["export", "train", "val", "bench", "bench-quantize"],
 )
 def test_commands_that_need_torch_say_so_in_one_line(
     tmp_path: Path, synth_dataset: Path, args: list[str], what: str
