@@ -76,7 +76,7 @@ def predict(
     from edgepose.fsio import check_new
     from edgepose.runtime import PoseEstimator, resolve_sources
     from edgepose.runtime.pipeline import PredictOptions
-    from edgepose.spec import IOU_THR_NAME, SCORE_THR_NAME
+    from edgepose.spec import IOU_THR_NAME, PREDICTIONS_FILE, SCORE_THR_NAME
 
     if out is not None:
         check_new(out, force=force)  # before the model is opened
@@ -95,8 +95,8 @@ def predict(
     _print_summary(tally, out, show_fps)
     if save_json and datasets:
         console.print(
-            f"predictions.json uses the image ids of {', '.join(datasets)}: score it with `edgepose val "
-            f"--pred {out / 'predictions.json'} --gt {datasets[0]}`",
+            f"{PREDICTIONS_FILE} uses the image ids of {', '.join(datasets)}: score it with `edgepose val "
+            f"--pred {out / PREDICTIONS_FILE} --gt {datasets[0]}`",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
 
