@@ -22,9 +22,10 @@ setup: $(STAMP)
 		&& $(PY) scripts/check_env.py $(LOCK); }
 
 ## The main job on the shipped default model: export -> int16 / int8 / mixed quantization -> bench,
-## on a freshly generated synthetic val set (seed 2). Writes bench_out/bench.{json,md,png}.
+## on a freshly generated synthetic val set (seed 2). Writes bench_out/bench.{json,md,png} (--force: a
+## second run replaces the first's reports; every command refuses to overwrite without it).
 demo: setup
-	$(VENV)/bin/edgepose bench --out bench_out
+	$(VENV)/bin/edgepose bench --out bench_out --force
 
 ## The whole test suite (CI runs exactly this): the layering contracts (pyproject's [tool.importlinter]),
 ## then pytest.

@@ -39,11 +39,16 @@ METADATA_PREFIX = "edgepose."  # every metadata_props key we write starts with t
 # Written by quantization beside the PoseSpec keys, read by bench (which must not need onnx):
 QUANT_PLAN_KEY = METADATA_PREFIX + "quant_plan"  # JSON list: the layers --mixed kept at high precision
 QUANT_METHOD_KEY = METADATA_PREFIX + "quant_method"  # JSON object: calibration method, high precision, ...
+# JSON object {"sha256": ..., "file": ...}: the float file a quantized model was made from (its lineage), so
+# bench compares each quantized file with its own float model, whatever the files are called.
+QUANT_SOURCE_KEY = METADATA_PREFIX + "quant_source"
 
 # --- files ---------------------------------------------------------------------------------------
 # What every folder reader (predict, quantize --calib, data readers, preview) accepts as an image.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ANNOTATIONS_FILE = "annotations.json"  # a COCO-keypoints dataset folder: ANNOTATIONS_FILE + images/
+PREDICTIONS_FILE = "predictions.json"  # `predict --save-json`: COCO results list (pycocotools loadRes format)
+FILES_FILE = "files.json"  # beside it: image_id -> source file (video frames as "PATH#frame=N")
 
 # --- COCO-17 person keypoints ------------------------------------------------------------------
 COCO_KEYPOINTS: tuple[str, ...] = (

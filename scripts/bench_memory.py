@@ -44,8 +44,8 @@ def make_model(work: Path, size: int) -> Path:
     from tests.fixtures_export import make_lively_model  # the tests' detection-rich tiny model
 
     torch.set_num_threads(2)
-    ckpt = save_checkpoint(work / "tiny.pt", make_lively_model(), PoseSpec(name="edgepose-tiny"), epoch=0,
-                           metrics={})  # fmt: skip
+    ckpt = save_checkpoint(work / "tiny.pt", make_lively_model(), PoseSpec(name="edgepose-tiny",
+                           input_size=(size, size)), epoch=0, metrics={})  # fmt: skip
     return export_model(ckpt, work / "tiny.onnx", img=size, conf=0.001, iou=0.65).path
 
 

@@ -31,10 +31,11 @@ def _checkpoint(weights: str | None, model: str, folder: Path) -> Path:
     from edgepose.spec import PoseSpec
 
     torch.manual_seed(0)
+    cfg = resolve_config(model)
     return save_checkpoint(
         folder / "random.pt",
-        build_model(resolve_config(model)).eval(),
-        PoseSpec(name=model),
+        build_model(cfg).eval(),
+        PoseSpec(name=model, input_size=(cfg.input_size, cfg.input_size)),  # export builds this size
         epoch=0,
         metrics={},
     )

@@ -54,7 +54,8 @@ def lively_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgepose.spec import PoseSpec
 
     path = tmp_path_factory.mktemp("export_ckpt") / "lively-tiny.pt"
-    return save_checkpoint(path, make_lively_model(), PoseSpec(name="edgepose-tiny"), epoch=0, metrics={})
+    spec = PoseSpec(name="edgepose-tiny", input_size=(128, 128))  # edgepose-tiny's size: export's default
+    return save_checkpoint(path, make_lively_model(), spec, epoch=0, metrics={})
 
 
 @pytest.fixture(scope="session")

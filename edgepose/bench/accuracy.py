@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,11 @@ class ValSet:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def typical_size(self) -> tuple[int, int]:
-        """The most common (H, W) of the val images, from the annotation file."""
-        sizes = [(r.height, r.width) for r in self.dataset.records]
-        return max(set(sizes), key=sizes.count)
+    def size_counts(self) -> dict[str, int]:
+        """How many val images have each size, `"HxW" -> count`, the most common first (from the
+        annotation file)."""
+        counts = Counter(f"{r.height}x{r.width}" for r in self.dataset.records)
+        return dict(counts.most_common())
 
 
 def load_val(data: str | os.PathLike[str], num_images: int | None = None) -> ValSet:

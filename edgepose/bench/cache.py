@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,18 +18,9 @@ from pathlib import Path
 
 from edgepose import __version__
 from edgepose.errors import OutputError
+from edgepose.fsio import file_digest
 
 DEFAULT_CACHE_DIR = Path(".bench_cache")
-_CHUNK = 1 << 20
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def make_key(parts: dict[str, object], files: Iterable[Path] = ()) -> str:

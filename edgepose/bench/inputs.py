@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepose.bench.cache import BenchCache, file_digest, make_key
+from edgepose.bench.cache import BenchCache, make_key
 from edgepose.bench.progress import Progress, Warn
 from edgepose.defaults import DEFAULT_OPSET, EVAL, MIXED_BUDGET
 from edgepose.errors import ModelFileError
+from edgepose.fsio import file_digest
 from edgepose.spec import Precision
 
 ONNX_SUFFIX = ".onnx"
@@ -29,18 +31,42 @@ class ModelInput:
     path: Path
     kind: InputKind
     digest: str  # sha256 of the bytes: duplicates are found by content, not by name
+    label: str = ""  # the Model column: a name no other input shares (`unique_labels`)
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One model file to measure."""
 
-    label: str  # the Model column: checkpoint stem or the ONNX path as given
+    label: str  # the Model column: the input's unique label (a checkpoint's, for each of its variants)
     path: Path
     source: InputKind
     variant: Precision | None  # known for checkpoint variants; ONNX files: read from metadata later
     cached: bool | None = None  # checkpoint variants: True when reused from the cache
-    group: str = ""  # ΔAP is taken against the float row of the same group
+    # sha256 of the float model this file is (a float file: itself) or was quantized from: ΔAP is taken
+    # against the float row with the same one. Known for checkpoint variants; ONNX files: read later.
+    lineage: str = ""
+    digest: str = ""  # ONNX inputs: sha256 of the file itself
+
+
+def unique_labels(paths: Sequence[Path]) -> list[str]:
+    """A name per path that no other path shares: its stem (`edgepose-n`), else with as many parent
+    folders as tell it apart (runs/n/best.pt, runs/m/best.pt -> `n/best`, `m/best`), else the path as
+    given (same folder and stem: `best.pt`, `best.onnx`)."""
+    stems = [p.with_suffix("").parts for p in paths]
+
+    def name(i: int, depth: int) -> str:
+        return "/".join(stems[i][-depth:])
+
+    labels = []
+    for i, p in enumerate(paths):
+        for depth in range(1, len(stems[i]) + 1):
+            if all(name(i, depth) != name(j, depth) for j in range(len(paths)) if j != i):
+                labels.append(name(i, depth))
+                break
+        else:
+            labels.append(str(p))
+    return labels
 
 
 def resolve_inputs(paths: Sequence[str | os.PathLike[str]], warn: Warn) -> list[ModelInput]:
@@ -63,7 +89,14 @@ def resolve_inputs(paths: Sequence[str | os.PathLike[str]], warn: Warn) -> list[
         seen[digest] = p
         kind = InputKind.ONNX if p.suffix.lower() == ONNX_SUFFIX else InputKind.CHECKPOINT
         out.append(ModelInput(p, kind, digest))
-    return out
+    labels = unique_labels([m.path for m in out])
+    return [dataclasses.replace(m, label=label) for m, label in zip(out, labels, strict=True)]
+
+
+def check_can_export() -> None:
+    """Exporting a checkpoint needs the training extra (torch): on a base install this raises
+    ModuleNotFoundError (one line at the CLI) before anything slow runs."""
+    import torch  # noqa: F401
 
 
 def prepare_checkpoint(
@@ -79,13 +112,14 @@ def prepare_checkpoint(
     """Export `model` (evaluation thresholds) and quantize the requested variants, reusing cached files."""
     from edgepose.export import export_model  # torch: only a checkpoint input needs it
 
-    stem = model.path.stem
+    stem, label = model.path.stem, model.label or model.path.stem
 
     def tick(stage: str, done: int, total: int) -> None:
         if progress:
             progress(stage, done, total)
 
-    export_opts = {"step": "export", "checkpoint": model.digest, "opset": DEFAULT_OPSET,
+    # "size": files cached before export read the checkpoint's spec were built at its config's size.
+    export_opts = {"step": "export", "checkpoint": model.digest, "opset": DEFAULT_OPSET, "size": "spec",
                    "conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det}  # fmt: skip
     float_key = make_key(export_opts)
 
@@ -95,9 +129,10 @@ def prepare_checkpoint(
         tick(f"export {stem}", 1, 1)
 
     float_path, float_cached = cache.get_or_make(f"{stem}-float", float_key, export)
+    lineage = file_digest(float_path)  # every variant of this checkpoint is compared with this float file
     out = []
     if Precision.FLOAT in variants:
-        out.append(Candidate(stem, float_path, InputKind.CHECKPOINT, Precision.FLOAT, float_cached, stem))
+        out.append(Candidate(label, float_path, InputKind.CHECKPOINT, Precision.FLOAT, float_cached, lineage))
     quantized = [v for v in variants if v is not Precision.FLOAT]
     if not quantized:
         return out
@@ -122,5 +157,5 @@ def prepare_checkpoint(
             )  # fmt: skip
 
         path, cached = cache.get_or_make(f"{stem}-{variant.value}", key, quantize)
-        out.append(Candidate(stem, path, InputKind.CHECKPOINT, variant, cached, stem))
+        out.append(Candidate(label, path, InputKind.CHECKPOINT, variant, cached, lineage))
     return out

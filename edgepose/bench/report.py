@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgepose import fsio
 from edgepose.bench.latency import SWITCH_BLOCK
-from edgepose.bench.result import COLUMNS, BenchResult
+from edgepose.bench.result import COLUMNS, BenchResult, BenchRow
 from edgepose.errors import OutputError
+from edgepose.spec import Precision
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 JSON_NAME, MD_NAME, PNG_NAME = "bench.json", "bench.md", "bench.png"
 
@@ -19,11 +25,14 @@ def settings_lines(result: BenchResult) -> list[str]:
     s = result.settings
     ev, lat = s["eval_setting"], s["latency_setting"]
     return [
-        "AP, AP50, AP75, AR in COCO points (x100); ΔAP = AP - the float row's AP of the same model (n/a "
-        "without one); 16-bit % = share of weighted layers at 16 bits",
+        "AP, AP50, AP75, AR in COCO points (x100); ΔAP = AP - the AP of the float row named in ΔAP vs: the "
+        "float model this file is or was quantized from, by file content (n/a when it is not benchmarked); "
+        "16-bit % = share of weighted layers at 16 bits; mixed-int16 / mixed-float: what --mixed kept its "
+        "sensitive layers at",
         f"accuracy: COCO OKS keypoint AP on {s['num_images']} images of {s['data']}, score >= {ev['conf']} "
         f"IoU {ev['iou']} max {ev['max_det']} detections (evaluation setting; checkpoints are exported "
         "with it baked in)",
+        _letterbox_line(result),
         f"latency: batch 1, {s['threads']} thread(s), {s['warmup']} warm-up + {s['runs']} timed runs "
         f"per model, models interleaved (rounds of {SWITCH_BLOCK} timed calls each, rotating order), "
         f"at score {lat['conf']} IoU {lat['iou']} (deployment setting); "
@@ -32,6 +41,19 @@ def settings_lines(result: BenchResult) -> list[str]:
         "dequantize + float kernels (16-bit QDQ on CPU: not a board figure)",
         f"machine: {s['machine']}; onnxruntime {s['onnxruntime']}; edgepose {s['edgepose']}",
     ]
+
+
+def _letterbox_line(result: BenchResult) -> str:
+    """Said once, as information: images of any size are letterboxed into each model's input (mixed sizes
+    are normal on real sets such as COCO), so accuracy is measured at the model's input size."""
+    sizes: dict[str, int] = result.settings.get("val_image_sizes", {})  # type: ignore[assignment]
+    inputs = sorted({f"{r.input_size[0]}x{r.input_size[1]}" for r in result.rows})
+    common = next(iter(sizes), "?")
+    shown = f"{common}" if len(sizes) <= 1 else f"{len(sizes)} sizes, {common} the most common"
+    return (
+        f"letterbox: the val images ({shown}) are scaled into the model input ({', '.join(inputs)}) with "
+        "their aspect ratio kept, as the runtime does: accuracy is measured at the model's input size"
+    )
 
 
 def to_markdown(result: BenchResult) -> str:
@@ -43,45 +65,74 @@ def to_markdown(result: BenchResult) -> str:
     return "\n".join(["# edgepose bench", "", header, rule, *body, "", *notes, *warns]) + "\n"
 
 
-def plot(result: BenchResult, path: Path) -> None:
-    """AP (COCO points) against p50 latency, one labelled point per row."""
+def ap_axis(aps_points: list[float]) -> tuple[float, float]:
+    """The AP axis (COCO points): from 0 to the next multiple of 10 at least 5 points above the best AP,
+    so differences of a few tenths (noise at these AP levels) look as small as they are."""
+    top = max(aps_points, default=0.0) + 5.0
+    return 0.0, float(min(100, max(10, math.ceil(top / 10) * 10)))
+
+
+def _model_of(r: BenchRow) -> str:
+    """The model a row belongs to in the plot: the float row it is compared with, else its own label."""
+    return r.delta_ap_vs or r.label
+
+
+def figure(result: BenchResult) -> Figure:
+    """AP (COCO points) against p50 latency: one colour and legend entry per model, each point labelled with
+    its variant, and a dashed line at each model's float AP (the ΔAP reference)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and boards
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    models = list(dict.fromkeys(_model_of(r) for r in result.rows))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    for r in result.rows:
+        c = colour[_model_of(r)]
+        if r.variant is Precision.FLOAT and r.delta_ap_vs == r.label:
+            ax.axhline(100 * r.ap, color=c, linestyle="--", linewidth=0.8, alpha=0.6)
+        ax.scatter(r.p50_ms, 100 * r.ap, s=50, color=c)
+        ax.annotate(r.variant_label or r.variant.value, (r.p50_ms, 100 * r.ap), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)  # fmt: skip
+    handles = [Line2D([], [], color=colour[m], marker="o", linestyle="", label=m) for m in models]
+    ax.legend(handles=handles, fontsize=7, loc="lower right", title="model (dashed: its float AP)",
+              title_fontsize=7)  # fmt: skip
+    ax.set_ylim(*ap_axis([100 * r.ap for r in result.rows]))
+    ax.set_xlim(0, 1.2 * max((r.p50_ms for r in result.rows), default=1.0))  # room for the labels
+    ax.set_xlabel(f"p50 latency, ms (batch 1, {result.settings['threads']} threads)")
+    ax.set_ylabel("COCO keypoint AP (points, x100)")
+    ax.set_title("edgepose bench: accuracy vs latency")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot(result: BenchResult, path: Path) -> None:
+    """`figure(result)` as a PNG, written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
     try:
-        for r in result.rows:
-            name = f"{Path(r.label).name} {r.variant.value}"
-            ax.scatter(r.p50_ms, 100 * r.ap, s=50, label=f"{name}: AP {100 * r.ap:.1f}, {r.p50_ms:.1f} ms")
-            ax.annotate(r.variant.value, (r.p50_ms, 100 * r.ap), textcoords="offset points", xytext=(6, 4),
-                        fontsize=8)  # fmt: skip
-        ax.legend(fontsize=7, loc="best")
-        ax.set_xlabel(f"p50 latency, ms (batch 1, {result.settings['threads']} threads)")
-        ax.set_ylabel("COCO keypoint AP (points, x100)")
-        ax.set_title("edgepose bench: accuracy vs latency")
-        ax.grid(True, alpha=0.3)
-        ax.margins(0.15)
-        fig.tight_layout()
         with fsio.atomic_path(path) as tmp:
             fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
 
 
+def report_paths(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """kind -> path of the three reports in `out_dir`."""
+    out = Path(out_dir)
+    return {"json": out / JSON_NAME, "md": out / MD_NAME, "png": out / PNG_NAME}
+
+
 def write_reports(result: BenchResult, out_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Write the three files into `out_dir` (created if its parent exists); returns kind -> path."""
+    """Write the three files into `out_dir` (made with its missing parents); returns kind -> path."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file; pass a folder for bench.json, bench.md and bench.png")
-    if not out.exists():
-        fsio.check_parent(out)
-        try:
-            out.mkdir()
-        except OSError as exc:
-            raise OutputError(f"cannot create --out {out} ({exc.strerror}); choose another --out") from exc
-    paths = {"json": out / JSON_NAME, "md": out / MD_NAME, "png": out / PNG_NAME}
+    paths = report_paths(out)
     result.outputs = {k: str(v) for k, v in paths.items()}
     fsio.write_text(paths["json"], json.dumps(result.to_dict(), indent=2) + "\n")
     fsio.write_text(paths["md"], to_markdown(result))

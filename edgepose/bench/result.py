@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgepose.bench.kernels import KernelCounts
+from edgepose.data.coco_eval import points
 from edgepose.spec import Precision
 
 # (header, row -> cell) for the terminal table and bench.md; AP figures shown x100 (COCO points).
 COLUMNS: tuple[str, ...] = (
-    "Model", "Variant", "AP", "AP50", "AP75", "AR", "ΔAP", "p50 ms", "p90 ms", "FPS",
+    "Model", "Variant", "AP", "AP50", "AP75", "AR", "ΔAP", "ΔAP vs", "p50 ms", "p90 ms", "FPS",
     "pre/infer/post ms", "Size MB", "16-bit %", "Kernels",
 )  # fmt: skip
 ROW_KEYS: tuple[str, ...] = (
-    "label", "model", "source", "variant", "name", "input_size", "cached",
-    "ap", "ap50", "ap75", "ar", "delta_ap", "num_images", "num_detections",
+    "label", "model", "source", "variant", "variant_label", "name", "input_size", "cached", "lineage",
+    "ap", "ap50", "ap75", "ar", "delta_ap", "delta_ap_vs", "num_images", "num_detections",
     "p50_ms", "p90_ms", "fps", "preprocess_ms", "inference_ms", "postprocess_ms", "runs", "warmup",
     "size_bytes", "size_mb", "layers_16bit_pct", "kernel_mode", "fused_int8_layers", "emulated_layers",
     "float_layers",
@@ -47,12 +48,15 @@ class BenchRow:
     size_bytes: int
     layers_16bit_pct: float | None  # None for float models
     kernels: KernelCounts
-    group: str = ""
-    delta_ap: float | None = None  # ap - the group's float ap; None when the group has no float row
+    variant_label: str = ""  # the Variant column: the precision, and for mixed its flavour (variants.py)
+    lineage: str = ""  # sha256 of the float model this file is or was quantized from ("": not recorded)
+    delta_ap: float | None = None  # ap - the same lineage's float ap; None without such a float row
+    delta_ap_vs: str | None = None  # the label of that float row
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {k: getattr(self, k) for k in ROW_KEYS if hasattr(self, k)}
         d["variant"] = self.variant.value
+        d["variant_label"] = self.variant_label or self.variant.value
         d["input_size"] = list(self.input_size)
         d["size_mb"] = self.size_bytes / 1e6
         d["kernel_mode"] = self.kernels.mode.value
@@ -63,13 +67,13 @@ class BenchRow:
 
     def cells(self) -> tuple[str, ...]:
         """The COLUMNS of this row as display strings."""
-        pts = lambda v: f"{100 * v:.1f}"  # noqa: E731
         delta = "n/a" if self.delta_ap is None else f"{100 * self.delta_ap:+.1f}".replace("+0.0", "0.0")
         pct = "–" if self.layers_16bit_pct is None else f"{self.layers_16bit_pct:.0f}"
         split = f"{self.preprocess_ms:.1f}/{self.inference_ms:.1f}/{self.postprocess_ms:.1f}"
         return (
-            self.label, self.variant.value, pts(self.ap), pts(self.ap50), pts(self.ap75), pts(self.ar),
-            delta, f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
+            self.label, self.variant_label or self.variant.value,
+            *map(points, (self.ap, self.ap50, self.ap75, self.ar)), delta, self.delta_ap_vs or "n/a",
+            f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
             f"{self.size_bytes / 1e6:.2f}", pct, self.kernels.describe(),
         )  # fmt: skip
 
@@ -94,10 +98,13 @@ class BenchResult:
 
 
 def fill_delta_ap(rows: list[BenchRow]) -> None:
-    """ΔAP of each row against the first float row of its group (exactly 0.0 for that row itself)."""
-    reference: dict[str, float] = {}
+    """ΔAP of each row against the first float row of the same lineage (the float model it is, or was
+    quantized from, by file content, not by name): exactly 0.0 for that row itself; None without one."""
+    reference: dict[str, BenchRow] = {}
     for r in rows:
-        if r.variant is Precision.FLOAT and r.group not in reference:
-            reference[r.group] = r.ap
+        if r.variant is Precision.FLOAT and r.lineage and r.lineage not in reference:
+            reference[r.lineage] = r
     for r in rows:
-        r.delta_ap = r.ap - reference[r.group] if r.group in reference else None
+        ref = reference.get(r.lineage) if r.lineage else None
+        r.delta_ap = None if ref is None else r.ap - ref.ap
+        r.delta_ap_vs = None if ref is None else ref.label

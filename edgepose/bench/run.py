@@ -15,17 +15,25 @@ import numpy as np
 from edgepose import __version__, fsio
 from edgepose.bench.accuracy import Accuracy, ValSet, evaluate, load_val
 from edgepose.bench.cache import DEFAULT_CACHE_DIR, BenchCache
-from edgepose.bench.inputs import Candidate, InputKind, ModelInput, prepare_checkpoint, resolve_inputs
+from edgepose.bench.inputs import (
+    Candidate,
+    InputKind,
+    ModelInput,
+    check_can_export,
+    prepare_checkpoint,
+    resolve_inputs,
+)
 from edgepose.bench.kernels import count_layers, optimized_kernels, read_nodes
 from edgepose.bench.latency import Latency, measure_latencies
 from edgepose.bench.progress import Progress, Warn, for_stage
-from edgepose.bench.report import write_reports
+from edgepose.bench.report import report_paths, write_reports
 from edgepose.bench.result import BenchResult, BenchRow, fill_delta_ap
-from edgepose.bench.variants import ALL_VARIANTS
+from edgepose.bench.variants import ALL_VARIANTS, high_precision_of, variant_label
+from edgepose.data.coco_eval import AP_SCALE, AP_SCALE_KEY
 from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 from edgepose.errors import ConfigError, ModelFileError
 from edgepose.quant.options import HighPrecision
-from edgepose.spec import QUANT_METHOD_KEY, QUANT_PLAN_KEY, SCORE_THR_NAME, PoseSpec, Precision
+from edgepose.spec import QUANT_PLAN_KEY, QUANT_SOURCE_KEY, SCORE_THR_NAME, PoseSpec, Precision
 
 if TYPE_CHECKING:
     from edgepose.runtime.estimator import PoseEstimator
@@ -40,8 +48,7 @@ def layers_16bit_pct(spec: PoseSpec, props: dict[str, str], model_path: Path) ->
     if spec.precision is Precision.INT8:
         return 0.0
     plan = json.loads(props.get(QUANT_PLAN_KEY, "[]"))
-    method = json.loads(props.get(QUANT_METHOD_KEY, "{}"))
-    if HighPrecision(method.get("high_precision", HighPrecision.INT16.value)) is not HighPrecision.INT16:
+    if high_precision_of(props) is not HighPrecision.INT16:
         return 0.0  # the plan's layers are float, not 16-bit
     layers = count_layers(read_nodes(model_path))
     return 100.0 * len(plan) / max(1, layers)
@@ -71,6 +78,18 @@ def _evaluate(
     return est, acc
 
 
+def lineage(cand: Candidate, spec: PoseSpec, props: dict[str, str]) -> tuple[str, str]:
+    """(sha256, file name) of the float model `cand` is or was quantized from: a float file is itself, a
+    quantized file names its source in QUANT_SOURCE_KEY; ("", "") when it does not (quantized before
+    edgepose recorded it)."""
+    if cand.lineage:
+        return cand.lineage, ""
+    if spec.precision is Precision.FLOAT:
+        return cand.digest, cand.path.name
+    source = json.loads(props.get(QUANT_SOURCE_KEY, "{}"))
+    return str(source.get("sha256", "")), str(source.get("file", ""))
+
+
 def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threads: int) -> BenchRow:
     spec = est.spec
     kernels = optimized_kernels(cand.path, threads)
@@ -83,7 +102,8 @@ def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threa
         p90_ms=lat.p90_ms, fps=lat.fps, preprocess_ms=lat.preprocess_ms, inference_ms=lat.inference_ms,
         postprocess_ms=lat.postprocess_ms, runs=lat.runs, warmup=lat.warmup,
         size_bytes=cand.path.stat().st_size, layers_16bit_pct=layers_16bit_pct(spec, props, cand.path),
-        kernels=kernels, group=cand.group or f"{spec.name}@{spec.input_size[0]}x{spec.input_size[1]}",
+        kernels=kernels, variant_label=variant_label(spec.precision, props),
+        lineage=lineage(cand, spec, props)[0],
     )  # fmt: skip
 
 
@@ -100,11 +120,13 @@ def check_options(
             raise ConfigError(f"{opt} must be >= 1, got {value}; use e.g. {opt} {example}")
 
 
-def _check_out(out: Path) -> None:
-    """Fail before the slow part when the reports could not be written."""
+def check_out(out: Path, *, force: bool = True) -> None:
+    """Fail before the slow part when the reports could not be written, or (unless `force`, the CLI's
+    --force) when `out` already holds one of them."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder for bench.json, bench.md and bench.png")
-    fsio.check_parent(out / "bench.json" if out.is_dir() else out)
+    for path in report_paths(out).values():
+        fsio.check_new(path, force=force)
 
 
 def _check_inputs(
@@ -126,6 +148,8 @@ def _check_inputs(
     if not models:
         raise ConfigError("no model given; pass checkpoints (.pt) or ONNX files")
     inputs = resolve_inputs(models, warn)
+    if any(m.kind is InputKind.CHECKPOINT for m in inputs):
+        check_can_export()
     val = load_val(data, num_images)
     image = read_image(val.dataset.image_path(val.dataset.records[0]))
     quantizing = any(m.kind is InputKind.CHECKPOINT for m in inputs) and any(
@@ -157,7 +181,7 @@ def _candidates(
     out: list[Candidate] = []
     for m in inputs:
         if m.kind is InputKind.ONNX:
-            out.append(Candidate(str(m.path), m.path, InputKind.ONNX, None))
+            out.append(Candidate(m.label, m.path, InputKind.ONNX, None, digest=m.digest))
         else:
             out += prepare_checkpoint(m, variants, calib=Path(calib) if calib else Path(),
                                       num_calib=num_calib, cache=cache, threads=threads,
@@ -171,24 +195,28 @@ def _rows(
     lats: Sequence[Latency],
     *,
     threads: int,
-    val: ValSet,
     warn: Warn,
 ) -> list[BenchRow]:
-    """One row per model file, ΔAP filled in; warns once per model input size that is not the val set's."""
-    rows: list[BenchRow] = []
-    warned_sizes: set[tuple[int, int]] = set()
-    val_size = val.typical_size()
-    for cand, (est, acc), lat in zip(candidates, evaluated, lats, strict=True):
-        row = _row(cand, est, acc, lat, threads)
-        if row.input_size != val_size and row.input_size not in warned_sizes:
-            warned_sizes.add(row.input_size)
-            (h, w), (vh, vw) = row.input_size, val_size
-            warn(
-                f"model input {h}x{w} ({row.label}) differs from the val images ({vh}x{vw}); letterbox "
-                "resizes every image to the model input, so accuracy is measured at the model's size"
-            )
-        rows.append(row)
+    """One row per model file, ΔAP filled in; warns where a quantized file's float model is not known."""
+    rows = [
+        _row(c, est, acc, lat, threads)
+        for c, (est, acc), lat in zip(candidates, evaluated, lats, strict=True)
+    ]
     fill_delta_ap(rows)
+    for cand, (est, _), row in zip(candidates, evaluated, rows, strict=True):
+        if row.delta_ap is not None:
+            continue
+        digest, name = lineage(cand, est.spec, est.session.get_modelmeta().custom_metadata_map)
+        if not digest:
+            warn(
+                f"{row.label}: the float model it was quantized from is not recorded (quantized before "
+                "edgepose recorded it); ΔAP n/a: quantize it again with `edgepose quantize` to compare"
+            )
+        else:
+            warn(
+                f"{row.label}: quantized from {name} (sha256 {digest[:12]}), which is not among the models "
+                "benchmarked; ΔAP n/a: pass that float file too"
+            )
     return rows
 
 
@@ -207,11 +235,12 @@ def _settings(
     import onnxruntime as ort
 
     return {
-        "data": str(val.source), "num_images": len(val), "threads": threads, "runs": runs, "warmup": warmup,
+        "data": str(val.source), "num_images": len(val), "val_image_sizes": val.size_counts(),
+        "threads": threads, "runs": runs, "warmup": warmup,
         "batch": 1, "eval_setting": {"conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det},
         "latency_setting": {"conf": DEPLOY.conf, "iou": DEPLOY.iou},
         "variants": [v.value for v in variants], "calib": str(calib) if calib else None,
-        "num_calib": num_calib, "cache_dir": str(cache.root), "ap_scale": "fraction in [0, 1]",
+        "num_calib": num_calib, "cache_dir": str(cache.root), AP_SCALE_KEY: AP_SCALE,
         "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {platform.platform(terse=True)}",
         "python": platform.python_version(), "onnxruntime": ort.__version__, "edgepose": __version__,
     }  # fmt: skip
@@ -248,7 +277,7 @@ def run_bench(
 
     check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib)
     if out_dir is not None:
-        _check_out(Path(out_dir))
+        check_out(Path(out_dir))
     inputs, val, image = _check_inputs(models, data, variants, calib, num_calib=num_calib, threads=threads,
                                 num_images=num_images, warn=on_warning)  # fmt: skip
     cache = BenchCache(Path(cache_dir))
@@ -266,7 +295,7 @@ def run_bench(
         iou=DEPLOY.iou,
         progress=for_stage(progress, f"latency, {len(candidates)} model(s) interleaved"),
     )
-    rows = _rows(candidates, evaluated, lats, threads=threads, val=val, warn=on_warning)
+    rows = _rows(candidates, evaluated, lats, threads=threads, warn=on_warning)
     settings = _settings(val, variants, calib=calib, num_calib=num_calib, threads=threads, runs=runs,
                          warmup=warmup, cache=cache)  # fmt: skip
     result = BenchResult(

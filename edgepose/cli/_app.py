@@ -48,9 +48,23 @@ def usage_error_line(exc: Any, argv: Sequence[str]) -> str:
     return f"error: {msg}{' ' if msg.endswith('?') else '; '}see `{path} --help`"
 
 
+def _flags_take_no_value(cmd: Any, ctx: Any) -> None:
+    """Give every flag (and the help option) of `cmd` and its subcommands an empty metavar: typer 0.29's
+    help prints a flag's type (`--save-json <bool>`) although passing it a value is a usage error."""
+    for param in [*cmd.params, cmd.get_help_option(ctx)]:
+        if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(cmd, "commands", {}).values():
+        _flags_take_no_value(sub, ctx)
+
+
 class _OneLineUsageErrors(TyperGroup):
     """Runs the command line like click's standalone mode, except that a usage error (unknown option,
     unparsable value, missing argument) prints one line instead of click's Usage block + error box."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        _flags_take_no_value(self, ctx)  # the whole tree, before any help is rendered
+        return super().get_params(ctx)
 
     def main(
         self, args: Sequence[str] | None = None, *a: Any, standalone_mode: bool = True, **kw: Any

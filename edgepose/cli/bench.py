@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -9,10 +10,13 @@ import typer
 
 from edgepose.bench.progress import for_stage
 from edgepose.cli._app import app
-from edgepose.cli._common import console, handle_errors, stage_bars, warn
+from edgepose.cli._common import ForceOpt, console, handle_errors, stage_bars, warn
 from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from edgepose.bench.result import BenchResult
 
 
@@ -77,16 +81,23 @@ def bench(
     num_images: _NumImagesOpt = None,
     out: _OutOpt = Path("bench_out"),
     cache_dir: _CacheDirOpt = Path(".bench_cache"),
+    force: ForceOpt = False,
 ) -> None:
     """Accuracy (COCO OKS AP) and latency of float, int16, int8 and mixed models, side by side."""
     from edgepose.bench import defaults
-    from edgepose.bench.run import check_options, run_bench
+    from edgepose.bench.run import check_options, check_out, run_bench
     from edgepose.bench.variants import ALL_VARIANTS, parse_variants
 
     chosen = parse_variants(variants) if variants is not None else ALL_VARIANTS
     warm = {} if warmup is None else {"warmup": warmup}  # None: the library's default
     check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib, **warm)
-    paths, calib_dir = defaults.default_inputs(models or [], chosen, calib)
+    check_out(out, force=force)
+    paths = list(models or []) or [defaults.default_model()]
+    if any(map(defaults.is_checkpoint, paths)):
+        from edgepose.bench.inputs import check_can_export
+
+        check_can_export()  # a base install (no torch) fails here: before calibration or the val set
+    paths, calib_dir = defaults.default_inputs(paths, chosen, calib)
     if variants is not None and not any(map(defaults.is_checkpoint, paths)):
         warn("--variants applies to checkpoints; ONNX files are benchmarked as they are "
              "(their precision comes from their metadata)")  # fmt: skip
@@ -103,29 +114,85 @@ def bench(
         result = run_bench(
             paths, data, variants=chosen, calib=calib_dir, num_calib=num_calib, threads=threads, runs=runs,
             num_images=num_images, **warm, out_dir=out, cache_dir=cache_dir, progress=progress,
-            warn=lambda m: bar.console.print(f"[yellow]warning:[/] {m}", highlight=False, soft_wrap=True),
+            warn=warn,  # err_console: the bars' console, so the line lands above them
         )  # fmt: skip
     _print_result(result, cache_dir)
 
 
-def _print_result(result: BenchResult, cache_dir: Path) -> None:
-    """The table, the measurement conditions and what was written."""
+# A narrow terminal still shows these; the other columns are given up in this order until the table fits
+# (bench.md always has them all). Piped output (logs, CI, README captures) prints every column, full rows.
+ALWAYS_SHOWN = ("Model", "Variant", "AP", "ΔAP", "p50 ms", "FPS")
+DROPPED_FIRST = (
+    "Kernels",
+    "pre/infer/post ms",
+    "p90 ms",
+    "AP75",
+    "16-bit %",
+    "Size MB",
+    "AR",
+    "AP50",
+    "ΔAP vs",
+)
+
+
+def _table(result: BenchResult, columns: Sequence[str]) -> Table:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    from edgepose.bench.report import settings_lines
     from edgepose.bench.result import COLUMNS
 
-    table = Table(title="edgepose bench", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
-    for i, col in enumerate(COLUMNS):
-        table.add_column(col, justify="left" if i < 2 or col == "Kernels" else "right", no_wrap=True)
+    table = Table(title="edgepose bench", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
+                  show_edge=False)  # fmt: skip
+    for col in columns:
+        left = col in ("Model", "Variant", "ΔAP vs", "Kernels")
+        # Only the model name may wrap (a terminal too narrow for even the columns above): never an ellipsis.
+        table.add_column(col, justify="left" if left else "right", no_wrap=col != "Model", overflow="fold")
+    index = [COLUMNS.index(c) for c in columns]
     for row in result.rows:
-        table.add_row(*row.cells())
-    # Piped output (logs, CI, README captures) gets the whole table on one line per row, not 80 columns.
-    (console if console.is_terminal else Console(width=200)).print(table)
+        cells = row.cells()
+        table.add_row(*(cells[i] for i in index))
+    return table
+
+
+def print_table(result: BenchResult, out: Console) -> list[str]:
+    """The results table on `out`: every column on a file or pipe (as wide as the rows are), else the
+    columns that fit the terminal (ALWAYS_SHOWN at least); returns the columns left out."""
+    from rich.measure import Measurement
+
+    from edgepose.bench.result import COLUMNS
+
+    columns, dropped = list(COLUMNS), []
+
+    def width(cols: Sequence[str]) -> int:
+        return Measurement.get(out, out.options.update(max_width=10**6), _table(result, cols)).maximum
+
+    if not out.is_terminal:  # the rows as wide as they are, whatever width the pipe claims
+        from rich.console import Console
+
+        Console(file=out.file, width=width(columns), color_system=None).print(_table(result, columns))
+        return []
+    for col in DROPPED_FIRST:
+        if width(columns) <= out.width:
+            break
+        columns.remove(col)
+        dropped.append(col)
+    out.print(_table(result, columns))
+    return dropped
+
+
+def _print_result(result: BenchResult, cache_dir: Path) -> None:
+    """The table, the measurement conditions and what was written."""
+    from edgepose.bench.report import MD_NAME, settings_lines
+
+    dropped = print_table(result, console)
+    if dropped:
+        console.print(
+            f"not shown at {console.width} columns: {', '.join(dropped)}; {MD_NAME} has every column (so "
+            "does the output piped to a file)",
+            highlight=False, soft_wrap=not console.is_terminal,
+        )  # fmt: skip
     for line in settings_lines(result):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=not console.is_terminal)
     if result.reused:
         console.print(f"reused {len(result.reused)} cached model(s) from {cache_dir}", highlight=False)
     console.print(

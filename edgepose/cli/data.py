@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgepose.cli._app import app
-from edgepose.cli._common import console, err_console, handle_errors
+from edgepose.cli._common import ForceOpt, console, err_console, handle_errors
 from edgepose.data.convert import DataFormat
 from edgepose.errors import ConfigError
 
@@ -30,7 +30,7 @@ def synth(
     num_images: Annotated[int, typer.Option("--num-images", help="Number of images.")] = 200,
     size: Annotated[int, typer.Option("--size", help="Image width and height in pixels.")] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same bytes.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Write a synthetic multi-person pose dataset in COCO keypoints format."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -48,7 +48,7 @@ def synth(
             num_images,
             size=size,
             seed=seed,
-            overwrite=overwrite,
+            overwrite=force,
             progress=lambda done: progress.update(task, completed=done),
         )
     seconds = time.perf_counter() - start
@@ -70,6 +70,7 @@ def preview(
     cols: Annotated[int, typer.Option("--cols", help="Images per row.")] = 4,
     tile: Annotated[int, typer.Option("--tile", help="Tile size in pixels.")] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the image sample.")] = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Draw ground-truth boxes and skeletons on a grid of images."""
     from edgepose.data.convert import read_dataset
@@ -78,7 +79,7 @@ def preview(
     _at_least(num, 1, "--num")
     _at_least(cols, 1, "--cols")
     _at_least(tile, 32, "--tile")
-    check_output(out)  # before reading a large dataset
+    check_output(out, force=force)  # before reading a large dataset
     dataset = read_dataset(src)
     path = preview_grid(dataset, out, num=num, cols=cols, tile=tile, seed=seed)
     rows, c = grid_shape(min(num, len(dataset)), cols)
@@ -93,10 +94,10 @@ def convert(
     ],
     dst: Annotated[Path, typer.Argument(help="Output folder (written atomically).")],
     to: Annotated[DataFormat, typer.Option("--to", help="Output format.", case_sensitive=False)],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DST if it exists.")] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Convert a dataset between COCO keypoints JSON and YOLO-pose labels."""
     from edgepose.data.convert import convert as convert_dataset
 
-    path = convert_dataset(src, dst, to, overwrite=overwrite)
+    path = convert_dataset(src, dst, to, overwrite=force)
     console.print(f"wrote {path} ({to.value})", highlight=False, soft_wrap=True)

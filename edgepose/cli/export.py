@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgepose.cli._app import app
-from edgepose.cli._common import console, handle_errors, warn
+from edgepose.cli._common import ForceOpt, console, handle_errors, warn
 from edgepose.defaults import DEFAULT_OPSET, DEPLOY, EVAL
 from edgepose.errors import ConfigError
 from edgepose.export.importer.options import KptConf, Layout
@@ -36,7 +36,15 @@ _FromOnnxOpt = Annotated[
         "YOLO26-pose (one output (B, N, 6 + 3K)) gets the TopK tail.",
     ),
 ]
-_LayoutOpt = Annotated[Layout, typer.Option("--layout", help="--from-onnx: the source's output layout.")]
+_LayoutOpt = Annotated[
+    Layout,
+    typer.Option(
+        "--layout",
+        metavar="<layout>",
+        help="--from-onnx: the source's output layout: ultralytics-pose (raw grid output) or "
+        "ultralytics-pose-e2e (NMS-free rows, also picked automatically when found).",
+    ),
+]
 _KptConfOpt = Annotated[
     KptConf,
     typer.Option(
@@ -46,7 +54,9 @@ _KptConfOpt = Annotated[
 _ImgOpt = Annotated[
     int | None,
     typer.Option(
-        "--img", help="Input size in pixels (square); default: the model's (needed for dynamic --from-onnx)."
+        "--img",
+        help="Input size in pixels (square); default: the size the checkpoint was trained at (--from-onnx: "
+        "the model's; needed when it is dynamic).",
     ),
 ]
 _OutOpt = Annotated[Path, typer.Option("--out", help="Output .onnx file.")]
@@ -97,13 +107,17 @@ def export(
     input_format: _InputFormatOpt = InputFormat.FLOAT,
     no_nms: _NoNmsOpt = False,
     no_verify: _NoVerifyOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Export a checkpoint to ONNX: image in, zero-padded detections + poses out; verified against PyTorch.
 
     With --from-onnx, wraps a raw third-party pose ONNX (Ultralytics YOLOv8/YOLO11-pose) instead.
     """
+    from edgepose.fsio import check_new
+
     if (weights is None) == (from_onnx is None):
         raise ConfigError("pass exactly one of --weights CKPT or --from-onnx MODEL.onnx")
+    check_new(out, force=force)
     if from_onnx is not None:
         only_weights = {
             "--opset": opset != DEFAULT_OPSET, "--batch": batch != 1, "--dynamic-batch": dynamic_batch,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgepose.cli._app import app
-from edgepose.cli._common import console, err_console, handle_errors, warn
+from edgepose.cli._common import ForceOpt, console, err_console, handle_errors, warn
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -52,13 +52,16 @@ def predict(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Output folder (must be new or empty) [default: runs/predictN]."),
+        typer.Option(
+            "--out",
+            help="Output folder, new or empty (default: runs/predict, runs/predict2, ...: the first free).",
+        ),
     ] = None,
     conf: Annotated[
-        float | None, typer.Option("--conf", help="Score threshold [default: the model's].")
+        float | None, typer.Option("--conf", help="Score threshold (default: the model's).")
     ] = None,
     iou: Annotated[
-        float | None, typer.Option("--iou", help="NMS IoU threshold [default: the model's].")
+        float | None, typer.Option("--iou", help="NMS IoU threshold (default: the model's).")
     ] = None,
     save_json: Annotated[
         bool, typer.Option("--save-json", help="Also write predictions.json (COCO results) and files.json.")
@@ -67,12 +70,16 @@ def predict(
     show_fps: Annotated[
         bool, typer.Option("--show-fps", help="Draw the frame rate on outputs; print a timing breakdown.")
     ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Predict poses; write annotated images/videos (and COCO JSON) into one output folder."""
+    from edgepose.fsio import check_new
     from edgepose.runtime import PoseEstimator, resolve_sources
     from edgepose.runtime.pipeline import PredictOptions
-    from edgepose.spec import IOU_THR_NAME, SCORE_THR_NAME
+    from edgepose.spec import IOU_THR_NAME, PREDICTIONS_FILE, SCORE_THR_NAME
 
+    if out is not None:
+        check_new(out, force=force)  # before the model is opened
     estimator = PoseEstimator(model, threads=threads)
     spec = estimator.spec
     if iou is not None and not estimator.supports_override(IOU_THR_NAME):
@@ -82,14 +89,40 @@ def predict(
         warn(f"{model} has no {IOU_THR_NAME} input: --iou {iou} is ignored ({why})")
     if conf is not None and conf < spec.conf_threshold and not estimator.supports_override(SCORE_THR_NAME):
         warn(f"{model} bakes in score threshold {spec.conf_threshold}: --conf {conf} cannot lower it")
-    options = PredictOptions(conf=conf, iou=iou, save_json=save_json, show_fps=show_fps)
     estimator.override_feeds(conf, iou, None)  # range checks before any output exists
-    resolved = resolve_sources(sources)  # opens videos/cameras once: a bad one fails before any output
-    if out is None:
-        DEFAULT_OUT.parent.mkdir(parents=True, exist_ok=True)
-        out = _next_free(DEFAULT_OUT)
-    tally = _run_with_bars(estimator, resolved, out, options)
+    args, image_ids, datasets = _coco_folders(sources)
+    options = PredictOptions(conf=conf, iou=iou, save_json=save_json, show_fps=show_fps, image_ids=image_ids)
+    resolved = resolve_sources(args)  # opens videos/cameras once: a bad one fails before any output
+    out = _next_free(DEFAULT_OUT) if out is None else out
+    tally = _run_with_bars(estimator, resolved, out, options, force)
     _print_summary(tally, out, show_fps)
+    if save_json and datasets:
+        console.print(
+            f"{PREDICTIONS_FILE} uses the image ids of {', '.join(datasets)}: score it with `edgepose val "
+            f"--pred {out / PREDICTIONS_FILE} --gt {datasets[0]}`",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
+
+def _coco_folders(sources: list[str]) -> tuple[list[str], dict[str, int], list[str]]:
+    """SOURCE arguments with each COCO dataset folder (DIR with annotations.json, or DIR/images) as its
+    image folder; {image path: ground-truth image id} of those images, so that `val --pred` scores
+    predictions.json against that ground truth; and which arguments were such folders."""
+    from edgepose.data.coco import ground_truth_ids
+
+    args: list[str] = []
+    image_ids: dict[str, int] = {}
+    datasets: list[str] = []
+    for arg in sources:
+        found = ground_truth_ids(arg) if Path(arg).is_dir() else None
+        if found is None:
+            args.append(arg)
+            continue
+        image_dir, ids = found
+        args.append(str(image_dir))
+        image_ids.update(ids)
+        datasets.append(arg)
+    return args, image_ids, datasets
 
 
 @dataclass
@@ -104,7 +137,7 @@ class _Tally:
 
 
 def _run_with_bars(
-    estimator: PoseEstimator, sources: list[Source], out: Path, options: PredictOptions
+    estimator: PoseEstimator, sources: list[Source], out: Path, options: PredictOptions, force: bool
 ) -> _Tally:
     """`run_predict` into an atomic OUT, with one bar for the images and one per video or camera."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -118,7 +151,7 @@ def _run_with_bars(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[fps]}"), TimeElapsedColumn())  # fmt: skip
     with (
-        atomic_dir(out) as tmp,
+        atomic_dir(out, overwrite=force) as tmp,
         Progress(*columns, console=err_console, transient=False) as bar,
         _erased_on_error(bar) as progress,
     ):

@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgepose.cli._app import app
-from edgepose.cli._common import console, handle_errors, stage_bars
+from edgepose.cli._common import ForceOpt, console, handle_errors, stage_bars
 from edgepose.defaults import MIXED_BUDGET
 from edgepose.errors import ConfigError
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
 from edgepose.spec import Precision
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from edgepose.quant.report import QuantReport
 
 
@@ -48,9 +51,14 @@ def quantize(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output model (default: MODEL.<precision>.onnx).")
     ] = None,
+    force: ForceOpt = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="--bits 8/16: also list every layer (--mixed always does).")
+    ] = False,
 ) -> None:
     """Quantize MODEL with onnxruntime (static QDQ, per-channel weights); the decode/NMS tail stays float."""
-    from edgepose.quant.quantize import check_options, quantize_model, report_path
+    from edgepose.fsio import check_new
+    from edgepose.quant.quantize import check_options, default_output, quantize_model, report_path
 
     if mixed == (bits is not None):
         raise ConfigError("choose exactly one of --bits 8, --bits 16 or --mixed")
@@ -62,6 +70,9 @@ def quantize(
         raise ConfigError("give --budget or --max-drop, not both")
     precision = Precision.MIXED if mixed else (Precision.INT8 if bits == 8 else Precision.INT16)
     check_options(precision, budget, max_drop)
+    out = out if out is not None else default_output(model, precision)
+    for path in (out, report_path(out)):  # the model and its report beside it
+        check_new(path, force=force)
 
     with stage_bars(12, transient=True) as (_, progress):
         report = quantize_model(
@@ -77,21 +88,46 @@ def quantize(
             progress=progress,
         )
 
-    _print_report(report)
+    print_report(report, console, verbose=verbose)
     console.print(f"wrote {report.output} and {report_path(report.output)}", highlight=False, soft_wrap=True)
 
 
-def _print_report(report: QuantReport) -> None:
-    """Per-layer precision (--mixed: the layers kept high in bold), then the totals."""
+def print_report(report: QuantReport, out: Console, *, verbose: bool = False) -> None:
+    """Per-layer precision (--mixed, or any precision with `verbose`: the layers kept high in bold), then
+    the totals. With one precision for all (--bits) and no `verbose`, a line per op type stands for the
+    table, whose rows would all say the same."""
+    from collections import Counter
+
+    mixed = report.precision is Precision.MIXED
+    if mixed or verbose:
+        out.print(_layer_table(report))
+        out.print("NMSE: raw-output error vs float with only that layer at 8 bits (its sensitivity); SQNR = "
+                  "-10 log10(NMSE) dB", highlight=False, soft_wrap=not out.is_terminal)  # fmt: skip
+    else:
+        ops = Counter(layer.op for layer in report.layers)
+        out.print(
+            f"{len(report.layers)} layers ({', '.join(f'{n} {op}' for op, n in ops.most_common())}), all at "
+            f"{report.precision.value}; the decode/NMS tail stays float (--verbose lists every layer)",
+            highlight=False, soft_wrap=not out.is_terminal,
+        )  # fmt: skip
+    for line in report.summary():
+        out.print(line, highlight=False, soft_wrap=not out.is_terminal)
+
+
+def _layer_table(report: QuantReport) -> Table:
+    """One row per layer; the layer name is never cut (on a terminal narrower than the longest name, it
+    folds onto the next line instead)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{Path(report.output).name}: per-layer precision", title_justify="left")
-    for col, just in (("layer", "left"), ("op", "left"), ("sensitivity", "right"), ("SQNR dB", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    table.add_column("precision")
+    table = Table(title=f"{Path(report.output).name}: per-layer precision", title_justify="left",
+                  box=box.SIMPLE_HEAD, padding=0, show_edge=False)  # fmt: skip
+    table.add_column("layer", overflow="fold")
+    table.add_column("op", no_wrap=True)
+    table.add_column("NMSE", justify="right", no_wrap=True)
+    table.add_column("SQNR", justify="right", no_wrap=True)
+    table.add_column("precision", no_wrap=True)
     mixed = report.precision is Precision.MIXED
     for layer, row in zip(report.layers, report.rows(), strict=True):
         table.add_row(*row, style="bold" if mixed and layer.precision is not LayerPrecision.INT8 else None)
-    console.print(table)
-    for line in report.summary():
-        console.print(line, highlight=False, soft_wrap=True)
+    return table

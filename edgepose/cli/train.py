@@ -10,7 +10,7 @@ import typer
 
 from edgepose.cli._app import app
 from edgepose.cli._common import console, err_console, handle_errors
-from edgepose.nn.config import Activation
+from edgepose.nn.config import Activation, ModelConfig
 from edgepose.train.options import AugmentConfig, LossWeights, OptimizerKind, TrainOptions
 
 _LOG_EVERY = 25  # steps between plain progress lines when stderr is not a terminal (logs)
@@ -19,6 +19,7 @@ _LOG_EVERY = 25  # steps between plain progress lines when stderr is not a termi
 def _progress_callbacks(epochs: int) -> tuple[Any, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgepose.data.coco_eval import points
     from edgepose.train.options import TrainCallbacks
 
     progress = Progress(
@@ -57,7 +58,11 @@ def _progress_callbacks(epochs: int) -> tuple[Any, Any]:
             )
 
     def on_epoch(rec: dict[str, Any]) -> None:
-        ap = f"val AP {rec['val_ap']:.4f} AP50 {rec['val_ap50']:.4f}" if "val_ap" in rec else "no val set"
+        ap = (
+            f"val AP {points(rec['val_ap'])} AP50 {points(rec['val_ap50'])}"
+            if "val_ap" in rec
+            else "no val set"
+        )
         err_console.print(
             f"epoch {rec['epoch']}/{epochs}: {ap}, {rec['train_img_per_s']:.1f} img/s, "
             f"{rec['epoch_s']:.0f} s",
@@ -68,6 +73,35 @@ def _progress_callbacks(epochs: int) -> tuple[Any, Any]:
         progress.stop()
 
     return progress, TrainCallbacks(on_start=on_start, on_step=on_step, on_epoch=on_epoch, on_final=on_final)
+
+
+def _typed(ctx: typer.Context, exclude: tuple[str, ...]) -> dict[str, object]:
+    """`--flag -> value` of the options typed on this command line (not those left at their default)."""
+    return {
+        "--" + name.replace("_", "-"): value
+        for name, value in ctx.params.items()
+        if name not in exclude and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    }
+
+
+def _resume(ctx: typer.Context, out: Path, main_rank: bool) -> tuple[ModelConfig, TrainOptions] | None:
+    """`--resume`: the run's config and options with this command line's changes applied (others are
+    refused in one line); None, after saying so, when the run has finished."""
+    from edgepose.train.run import resume_run
+
+    resumed = resume_run(out, _typed(ctx, exclude=("data", "out", "val", "resume")))
+    if resumed.finished:
+        if main_rank:
+            console.print(
+                f"{out} has already trained {resumed.done} of {resumed.opts.epochs} epochs: nothing to do, "
+                f"nothing written (to train longer: --resume --epochs N with N > {resumed.done})",
+                soft_wrap=True, highlight=False,
+            )  # fmt: skip
+        return None
+    if resumed.applied and main_rank:
+        err_console.print(f"resuming {out} after epoch {resumed.done}: {', '.join(resumed.applied)}",
+                          soft_wrap=True, highlight=False)  # fmt: skip
+    return resumed.cfg, resumed.opts
 
 
 # Options of `edgepose train` (typer reads the help, default and parser from each).
@@ -90,9 +124,21 @@ _EpochsOpt = Annotated[
         "--epochs", help=f"Epochs in total (default {TrainOptions.epochs}; with --resume: as saved)."
     ),
 ]
-_ImgOpt = Annotated[int | None, typer.Option("--img", help="Input size; default: the config's input_size.")]
+_ImgOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--img",
+        help="Input size; default: the config's input_size (--init-from: the size it was trained at).",
+    ),
+]
 _BatchOpt = Annotated[int, typer.Option("--batch", help="Images per step (per process under torchrun).")]
-_ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue OUT/last.pt (same options).")]
+_ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue OUT/last.pt as started (only --epochs, --workers, --device, --stop-after may change).",
+    ),
+]
 _InitFromOpt = Annotated[
     Path | None,
     typer.Option(
@@ -137,6 +183,7 @@ _StopAfterOpt = Annotated[
 @app.command()
 @handle_errors
 def train(
+    ctx: typer.Context,
     data: _DataOpt,
     out: _OutOpt,
     config: _ConfigOpt = None,
@@ -162,10 +209,15 @@ def train(
     stop_after: _StopAfterOpt = None,
 ) -> None:
     """Train a YOLO-Pose model; every epoch validates and writes best.pt / last.pt atomically."""
-    from edgepose.train.run import new_run_config, resume_run, train_from_files
+    from edgepose.data.coco_eval import points
+    from edgepose.train.run import new_run_config, train_from_files
 
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     if resume:
-        cfg, opts = resume_run(out, epochs=epochs, workers=workers, device=device, stop_after=stop_after)
+        resumed = _resume(ctx, out, main_rank)
+        if resumed is None:
+            return  # the run had finished: nothing to do, nothing written
+        cfg, opts = resumed
     else:
         cfg = new_run_config(out, config=config, init_from=init_from, activation=activation)
         opts = TrainOptions(
@@ -182,13 +234,17 @@ def train(
     finally:
         if progress.live.is_started:  # stopping a never-started display prints a stray blank line
             progress.stop()
-    if int(os.environ.get("RANK", "0")) != 0:
-        return  # under torchrun only rank 0 reports
+    if not main_rank:
+        return
     if opts.stop_after is not None and opts.stop_after < opts.epochs:
         console.print(f"stopped after epoch {opts.stop_after}; continue with --resume --out {out}",
                       soft_wrap=True, highlight=False)  # fmt: skip
         return
     m = result.metrics
-    ap = f"OKS AP {m['ap']:.4f} (AP50 {m['ap50']:.4f})" if "ap" in m else "no validation set"
+    ap = (
+        f"OKS AP {points(m['ap'])} (AP50 {points(m['ap50'])}, COCO points)"
+        if "ap" in m
+        else "no validation set"
+    )
     console.print(f"best epoch {result.best_epoch}: {ap}; {out / 'best.pt'}  ({result.wall_s:.0f} s)",
                   soft_wrap=True, highlight=False)  # fmt: skip

@@ -17,7 +17,7 @@ import numpy as np
 from edgepose import fsio
 from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.errors import DataError
-from edgepose.spec import COCO_KEYPOINTS, COCO_SKELETON
+from edgepose.spec import ANNOTATIONS_FILE, COCO_KEYPOINTS, COCO_SKELETON
 
 
 def load_json(json_path: str | Path) -> dict[str, Any]:
@@ -183,6 +183,21 @@ def read_coco(json_path: str | Path, image_dir: str | Path | None = None) -> Pos
     if image_dir is None:
         image_dir = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
     return PoseDataset(Path(image_dir), list(records.values()), names, tuple(skeleton))
+
+
+def ground_truth_ids(folder: str | Path) -> tuple[Path, dict[str, int]] | None:
+    """For a COCO dataset folder (`DIR` holding ANNOTATIONS_FILE, as `data synth` writes it) or its image
+    folder (`DIR/images`): the image folder and {resolved image path: image id}, matched by file name; None
+    for any other folder. `predict --save-json` numbers such images with the ground truth's ids."""
+    path = Path(folder)
+    for json_path in (path / ANNOTATIONS_FILE, path.parent / ANNOTATIONS_FILE):
+        if not json_path.is_file():
+            continue
+        dataset = read_coco(json_path)
+        if json_path.parent == path or dataset.image_dir.resolve() == path.resolve():
+            ids = {str(dataset.image_path(r).resolve()): r.image_id for r in dataset.records}
+            return dataset.image_dir, ids
+    return None
 
 
 def _r(v: float) -> float | int:

@@ -7,14 +7,16 @@ import copy
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgepose.data.coco import load_json
+from edgepose.data.types import PoseDataset
 from edgepose.errors import DataError
-from edgepose.spec import COCO_KEYPOINTS, sigmas_for
+from edgepose.spec import COCO_KEYPOINTS, FILES_FILE, sigmas_for
 
 _RESULT_KEYS = ("image_id", "keypoints", "score")  # category_id defaults to 1 (person)
 
@@ -32,6 +34,17 @@ class KeypointMetrics:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+# How every metric is shown to a person (val, train, bench tables): COCO points, 100 x the fraction. Files
+# (val --json, bench.json, metrics.jsonl) keep the fractions and say so under this key.
+AP_SCALE_KEY, AP_SCALE = "ap_scale", "fraction in [0, 1]; tables show COCO points (x100)"
+
+
+def points(value: float) -> str:
+    """A metric in COCO points with one decimal (0.1412 -> "14.1"); "n/a" for pycocotools' -1 (the ground
+    truth has no people of that size)."""
+    return "n/a" if value < 0 else f"{100 * value:.1f}"
 
 
 def _gt_dict(gt: str | Path | dict) -> tuple[dict, str]:
@@ -58,8 +71,23 @@ def _gt_dict(gt: str | Path | dict) -> tuple[dict, str]:
     return data, name
 
 
-def load_predictions(path: Path, gt_image_ids: set[int], num_keypoints: int) -> list[dict]:
-    """Check a COCO keypoint results file (a JSON list of {image_id, keypoints, score})."""
+def _ids(ids: Sequence[int], limit: int = 8) -> str:
+    """`1, 2, 5` or `1, 2, 3, 5, 6, 7, 8, 9, ... (12 ids)`: at most `limit` of them shown."""
+    text = ", ".join(map(str, ids[:limit]))
+    return text if len(ids) <= limit else f"{text}, ... ({len(ids)} ids)"
+
+
+def _id_range(ids: set[int]) -> str:
+    lo, hi = min(ids), max(ids)
+    return f"ids {lo}..{hi}" if len(ids) == hi - lo + 1 else f"{len(ids)} ids from {lo} to {hi}"
+
+
+def load_predictions(path: Path, gt: PoseDataset) -> list[dict]:
+    """Check a COCO keypoint results file (a JSON list of {image_id, keypoints, score}) against the ground
+    truth `gt`: every image id must be one of its images, and where `predict --save-json` wrote FILES_FILE
+    beside it, each id must name the same image file as in `gt` (ids numbered for another set of images
+    would otherwise score a silent AP 0)."""
+    num_keypoints = len(gt.keypoint_names)
     if not path.is_file():
         raise DataError(f"{path}: prediction file not found; pass --pred PRED.json (COCO results format)")
     try:
@@ -93,12 +121,68 @@ def load_predictions(path: Path, gt_image_ids: set[int], num_keypoints: int) -> 
                 f"{path}: result {i} has a keypoint or score that is not a finite number; "
                 "write numbers only (no strings, NaN or Infinity)"
             )
-        if p["image_id"] not in gt_image_ids:
-            raise DataError(
-                f"{path}: result {i} has image_id {p['image_id']!r}, which is not in the ground truth; "
-                "predict on the ground-truth images (or pass the matching --gt)"
-            )
+        if not isinstance(p["image_id"], int) or isinstance(p["image_id"], bool):
+            raise DataError(f"{path}: result {i} has image_id {p['image_id']!r}; COCO image ids are integers")
+    gt_files = {r.image_id: r.file_name for r in gt.records}
+    ids = {p["image_id"] for p in preds}
+    unknown = sorted(ids - set(gt_files))
+    if unknown:
+        raise DataError(
+            f"{path}: image_id {_ids(unknown)} ({len(unknown)} of the {len(ids)} ids in the file) not in the "
+            f"ground truth ({_id_range(set(gt_files))}); predict on the ground-truth folder (`edgepose "
+            "predict MODEL GT_DIR --save-json` writes its image ids) or pass the --gt these were made for"
+        )
+    _check_files_json(path, ids, gt_files)
     return preds
+
+
+def _files_json(path: Path) -> dict[str, object] | None:
+    """FILES_FILE beside the results file `path` (image id -> source file, as `predict --save-json`
+    writes it), or None when there is none."""
+    files_path = path.with_name(FILES_FILE)
+    if not files_path.is_file():
+        return None
+    try:
+        files = json.loads(files_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{files_path}: not valid JSON ({exc}); fix it or remove it") from exc
+    if not isinstance(files, dict):
+        raise DataError(f"{files_path}: expected a JSON object of image id -> file; fix it or remove it")
+    return files
+
+
+def _check_files_json(path: Path, ids: set[int], gt_files: dict[int, str]) -> None:
+    """Each id's source file in FILES_FILE beside `path` (if there) has the ground truth's file name."""
+    files = _files_json(path)
+    if files is None:
+        return
+    wrong = []
+    for i in sorted(ids):
+        source, expected = files.get(str(i)), Path(gt_files[i]).name
+        if isinstance(source, str) and "#frame=" not in source and Path(source).name != expected:
+            wrong.append((i, source, expected))
+    if wrong:
+        i, source, expected = wrong[0]
+        raise DataError(
+            f"{path}: image_id {i} is {source} in {FILES_FILE} but {expected} in the ground truth "
+            f"({len(wrong)} of {len(ids)} ids name other files): these predictions are numbered for "
+            "other images; re-run `edgepose predict MODEL GT_DIR --save-json` (it writes the ground truth's "
+            "ids) or pass the --gt they were made for"
+        )
+
+
+def unpredicted_images(path: Path, predictions: list[dict], gt: PoseDataset) -> tuple[list[int], bool]:
+    """Ground-truth image ids the results file `path` has nothing for, and whether that is certain: with
+    FILES_FILE beside it, the images that were not predicted at all (True); without, the images with
+    people in them and no prediction (False: the model may just have found nobody there). Every person in
+    them counts as missed."""
+    files = _files_json(path)
+    if files is not None:
+        return [r.image_id for r in gt.records if str(r.image_id) not in files], True
+    have = {p["image_id"] for p in predictions}
+    # people COCOeval scores: with a labelled keypoint (a keypoint-less person is ignored, never missed)
+    scored = [r.image_id for r in gt.records if (r.keypoints[..., 2] > 0).any()]  # keypoints (N, K, 3)
+    return [i for i in scored if i not in have], False
 
 
 def evaluate_keypoints(gt: str | Path | dict, predictions: list[dict]) -> KeypointMetrics:

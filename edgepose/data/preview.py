@@ -11,7 +11,7 @@ import numpy as np
 
 from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.errors import ConfigError, DataError
-from edgepose.fsio import check_parent, write_bytes
+from edgepose.fsio import check_new, write_bytes
 from edgepose.letterbox import letterbox
 
 # BGR. Left limbs blue-ish, right limbs orange, centre (face, torso cross-links) green: the
@@ -73,14 +73,15 @@ def grid_shape(num_images: int, cols: int) -> tuple[int, int]:
     return math.ceil(num_images / c), c
 
 
-def check_output(out_path: str | os.PathLike[str]) -> Path:
-    """`out_path` as a Path once its suffix is an image format and its folder is writable."""
+def check_output(out_path: str | os.PathLike[str], *, force: bool = True) -> Path:
+    """`out_path` as a Path once its suffix is an image format, its folder writable, and (unless `force`)
+    nothing there yet."""
     out = Path(out_path)
     if out.suffix.lower() not in _ENCODABLE:
         raise ConfigError(
             f"{out}: unsupported image suffix {out.suffix!r}; use one of {', '.join(_ENCODABLE)}"
         )
-    return check_parent(out)
+    return check_new(out, force=force)
 
 
 def preview_grid(

@@ -172,7 +172,8 @@ def export_model(
 ) -> ExportReport:
     """Export checkpoint `ckpt_path` to `out_path`; see the module docstring for the steps.
 
-    `img` is the square side or (H, W) of the network input (default: the model config's size);
+    `img` is the square side or (H, W) of the network input (default: the checkpoint's spec, the size it
+    was trained at);
     `opset`, `conf`, `iou`, `max_det` None: `edgepose.defaults` (DEFAULT_OPSET, DEPLOY) as it is now.
     Raises ExportError / ModelFileError / OutputError with a one-line message; writes nothing then.
     """
@@ -187,7 +188,11 @@ def export_model(
     max_det = deploy.max_det if max_det is None else max_det
     check_parent(out_path)  # fail before the slow part
     ck = load_checkpoint(ckpt_path)
-    size = (img, img) if isinstance(img, int) else tuple(img) if img is not None else (ck.cfg.input_size,) * 2
+    # One source of truth for the input size: the checkpoint's spec (the size it was trained at, which
+    # `val --weights` evaluates at too), not its model config's default.
+    size = (
+        (img, img) if isinstance(img, int) else tuple(img) if img is not None else tuple(ck.spec.input_size)
+    )
     erpose = ck.cfg.head is HeadKind.ERPOSE
     if erpose and not nms:
         raise ExportError(

@@ -14,6 +14,9 @@ from edgepose.spec import InputFormat, PoseSpec
 
 VERIFY_SEED = 7  # synthetic sample scenes; a seed no dataset role uses (train 1, val 2, calibration 3)
 PX_TOL = 0.01  # boxes and keypoint x, y, in network-input pixels
+# ... plus this share of the coordinate itself: float32 carries ~7 digits, so a model that is not trained
+# yet (keypoints decoded 1e5-1e6 px off the image) differs by tenths of a pixel from rounding alone.
+PX_REL_TOL = 4e-6
 PROB_TOL = 1e-4  # scores and keypoint confidences
 
 

@@ -57,7 +57,15 @@ from edgepose.quant.search import MixedSearch, search_mixed_plan
 from edgepose.quant.sensitivity import SensitivityProbe, nmse
 from edgepose.quant.tailfix import keep_tail_float
 from edgepose.runtime.session import cpu_session
-from edgepose.spec import INPUT_NAME, METADATA_PREFIX, QUANT_METHOD_KEY, QUANT_PLAN_KEY, PoseSpec, Precision
+from edgepose.spec import (
+    INPUT_NAME,
+    METADATA_PREFIX,
+    QUANT_METHOD_KEY,
+    QUANT_PLAN_KEY,
+    QUANT_SOURCE_KEY,
+    PoseSpec,
+    Precision,
+)
 
 NUM_PROBE_IMAGES = 8
 CALIB_CHUNK = 8  # images per calibrator pass: every tensor of every image is held until the pass ends
@@ -206,7 +214,8 @@ def _max_drop_notes(raw: float, max_drop: float | None) -> list[str]:
 def _quant_metadata(
     model: onnx.ModelProto, spec: PoseSpec, plan: PrecisionPlan, report: QuantReport
 ) -> dict[str, str]:
-    """Our metadata_props of the quantized file: the float file's with the precision, plan and method.
+    """Our metadata_props of the quantized file: the float file's with the precision, plan, method and the
+    float file's identity (QUANT_SOURCE_KEY: what bench takes ΔAP against).
 
     Sorted by key: deterministic bytes, the same as before the metadata writer was shared.
     """
@@ -224,6 +233,8 @@ def _quant_metadata(
     props.update(spec.replace(precision=report.precision).to_metadata())
     props[QUANT_PLAN_KEY] = json.dumps(plan.high() if mixed else [])
     props[QUANT_METHOD_KEY] = json.dumps(quant_method, sort_keys=True)
+    source = {"sha256": fsio.file_digest(report.model), "file": Path(report.model).name}
+    props[QUANT_SOURCE_KEY] = json.dumps(source, sort_keys=True)
     return dict(sorted(props.items()))
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,9 +21,7 @@ from edgepose.runtime.estimator import PoseEstimator
 from edgepose.runtime.results import PoseResult
 from edgepose.runtime.sources import Source, SourceKind, VideoReader, VideoWriter, read_image
 from edgepose.runtime.timing import FpsMeter
-
-PREDICTIONS_JSON = "predictions.json"  # COCO results list (pycocotools loadRes format)
-FILES_JSON = "files.json"  # image_id -> source file (video frames as "PATH#frame=N")
+from edgepose.spec import FILES_FILE, PREDICTIONS_FILE
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,9 @@ class PredictOptions:
     kpt_thr: float = 0.5
     save_json: bool = False
     show_fps: bool = False
+    # Resolved image path -> the ground truth's image id (images of a COCO dataset folder), so the
+    # results file scores against that ground truth; every other image or frame gets a fresh id above them.
+    image_ids: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,16 @@ def run_predict(
     coco: list[dict[str, object]] = []
     files: dict[str, str] = {}
     taken: set[str] = set()
-    image_id = 0
+    fresh = max(options.image_ids.values(), default=-1) + 1  # 0, 1, ... in processing order without them
 
-    def predict(frame: np.ndarray, label: str) -> PoseResult:
+    def next_id(path: Path | None) -> int:
+        nonlocal fresh
+        if path is not None and (known := options.image_ids.get(str(path.resolve()))) is not None:
+            return known
+        fresh += 1
+        return fresh - 1
+
+    def predict(frame: np.ndarray, label: str, image_id: int) -> PoseResult:
         result = estimator(frame, conf=options.conf, iou=options.iou)
         if options.save_json:
             coco.extend(result.to_coco(image_id))
@@ -113,7 +121,8 @@ def run_predict(
                 yield Skipped(source, str(exc))
                 continue
             start = time.perf_counter()
-            result = predict(image, str(source.path))
+            image_id = next_id(source.path)
+            result = predict(image, str(source.path), image_id)
             fps = 1.0 / max(1e-9, time.perf_counter() - start)
             target = _unique(out_dir, source.path.name, taken)
             # Encode, then write through Python: cv2.imwrite ignores a full disk and leaves a truncated file;
@@ -123,7 +132,6 @@ def run_predict(
                 raise OutputError(f"cannot write {target.name} into the output folder; choose another --out")
             target.write_bytes(buf.tobytes())
             yield FrameDone(source, image_id, result, fps)
-            image_id += 1
             yield SourceDone(source, 1, fps, target)
             continue
         stem = f"camera{source.camera}" if source.kind is SourceKind.CAMERA else Path(source.label).stem
@@ -133,17 +141,17 @@ def run_predict(
             meter, frames, start = FpsMeter(), 0, time.perf_counter()
             try:
                 for idx, frame in enumerate(reader):
-                    result = predict(frame, f"{source.label}#frame={idx}")
+                    image_id = next_id(None)
+                    result = predict(frame, f"{source.label}#frame={idx}", image_id)
                     writer.write(annotate(frame, result, meter.fps))
                     meter.tick()
                     frames += 1
                     yield FrameDone(source, image_id, result, meter.fps)
-                    image_id += 1
             except KeyboardInterrupt:
                 if source.kind is not SourceKind.CAMERA:  # Ctrl-C is how a camera stream ends
                     raise
             elapsed = time.perf_counter() - start
             yield SourceDone(source, frames, frames / elapsed if elapsed > 0 else 0.0, target)
     if options.save_json:
-        (out_dir / PREDICTIONS_JSON).write_text(json.dumps(coco), encoding="utf-8")
-        (out_dir / FILES_JSON).write_text(json.dumps(files, indent=1), encoding="utf-8")
+        (out_dir / PREDICTIONS_FILE).write_text(json.dumps(coco), encoding="utf-8")
+        (out_dir / FILES_FILE).write_text(json.dumps(files, indent=1), encoding="utf-8")

@@ -137,9 +137,16 @@ def evaluate_model(
 
 
 def predict_checkpoint(
-    path: str | Path, data: PoseDataset, *, size: int | None = None, batch: int = 16, device: str = "cpu"
+    path: str | Path,
+    data: PoseDataset,
+    *,
+    size: int | None = None,
+    batch: int = 16,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO keypoint results of the checkpoint at `path` on `data`, at its spec's input size by default."""
+    """COCO keypoint results of the checkpoint at `path` on `data`, at its spec's input size by default;
+    `progress(images done)` after each batch."""
     import torch
 
     from edgepose.nn.checkpoint import load_checkpoint
@@ -152,4 +159,5 @@ def predict_checkpoint(
             size or ck.spec.input_size[0],
             batch=batch,
             letterbox_color=ck.spec.letterbox_color,
+            progress=progress,
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from edgepose.data.coco_eval import AP_SCALE, AP_SCALE_KEY
 from edgepose.data.types import PoseDataset
 from edgepose.fsio import write_text
 from edgepose.nn.checkpoint import load_checkpoint, save_checkpoint
@@ -238,7 +239,7 @@ def _finalize(run: _Run, t0: float) -> dict[str, float]:
     if val_data is not None and opts.val_max_images is not None and opts.val_max_images < len(val_data):
         final = evaluate_model(best.model, val_data, opts.img, batch=opts.val_batch)
         save_checkpoint(out / BEST, best.model, best.spec, epoch=best.epoch, metrics=final)
-    results = {"best_epoch": run.best_epoch, "epochs": opts.epochs, "metrics": final,
+    results = {"best_epoch": run.best_epoch, "epochs": opts.epochs, "metrics": final, AP_SCALE_KEY: AP_SCALE,
                "val_images": len(val_data) if val_data is not None else 0,
                "wall_s": time.time() - t0, "options": options_to_dict(opts)}  # fmt: skip
     write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.errors import ConfigError, ModelFileError, OutputError
@@ -20,12 +22,45 @@ from edgepose.train.options import (
     options_from_dict,
 )
 
+# --resume continues a run as it was started. These options may differ from the saved ones: the length of
+# the schedule (--epochs; the cosine is stretched to it) and where and how far this invocation runs.
+RESUME_APPLIES = ("--epochs", "--workers", "--device", "--stop-after")
 
-def resume_run(
-    out: Path, *, epochs: int | None, workers: int, device: str, stop_after: int | None
-) -> tuple[ModelConfig, TrainOptions]:
-    """The config and options saved in OUT/last.pt; a new `epochs` stretches the schedule, and the
-    machine-side options (workers, device, stop_after) are this invocation's."""
+
+def _saved(cfg: ModelConfig, opts: TrainOptions) -> dict[str, object]:
+    """The run's value of every option that shapes it (and so cannot change when it is resumed)."""
+    return {
+        "--config": cfg.name, "--activation": cfg.activation, "--img": opts.img, "--batch": opts.batch,
+        "--max-steps": opts.max_steps_per_epoch, "--optimizer": opts.optimizer, "--lr": opts.lr0,
+        "--warmup-epochs": opts.warmup_epochs, "--mosaic": opts.aug.mosaic,
+        "--close-mosaic": opts.close_mosaic, "--val-images": opts.val_max_images, "--seed": opts.seed,
+        "--kpt-weight": opts.loss.kpt, "--kpt-l1": opts.loss.kpt_l1,
+    }  # fmt: skip
+
+
+def _shown(value: object) -> str:
+    return "none" if value is None else str(getattr(value, "value", value))
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What `--resume` continues: the run's config and options (with the applied changes), how many epochs
+    it has done, and the changes applied, one `--opt NEW (was OLD)` each."""
+
+    cfg: ModelConfig
+    opts: TrainOptions
+    done: int
+    applied: tuple[str, ...]
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.opts.epochs
+
+
+def resume_run(out: Path, given: Mapping[str, object]) -> Resumed:
+    """The config and options saved in OUT/last.pt, with the options of this command line (`given`: flag ->
+    value, only those typed) that may change applied; any other typed option that differs from the run's
+    is refused, all of them in one ConfigError line."""
     from edgepose.nn.checkpoint import load_checkpoint
 
     last = out / LAST
@@ -34,11 +69,38 @@ def resume_run(
     ck = load_checkpoint(last)
     if not ck.train_state or "options" not in ck.train_state:
         raise ModelFileError(f"{last} has no training state; start a new run without --resume")
-    opts = options_from_dict(ck.train_state["options"])
+    cfg, opts = ck.cfg, options_from_dict(ck.train_state["options"])
+    saved = _saved(cfg, opts)
+    if "--config" in given and given["--config"] is not None:
+        from edgepose.nn.config import resolve_config
+
+        given = {**given, "--config": resolve_config(str(given["--config"])).name}  # a YAML path or a name
+    refused = [f"{flag} {_shown(v)} (run: {_shown(saved[flag])})" for flag, v in given.items()
+               if flag in saved and v != saved[flag]]  # fmt: skip
+    if "--init-from" in given:
+        refused.append(f"--init-from {given['--init-from']} (a new run's starting weights)")
+    if refused:
+        raise ConfigError(
+            f"--resume continues {out} as it was started; {', '.join(refused)} cannot change mid-run: drop "
+            f"{'it' if len(refused) == 1 else 'them'}, or start a new run with another --out (--init-from "
+            f"{last} starts it from these weights)"
+        )
+    was = {"--epochs": opts.epochs, "--workers": opts.workers, "--device": opts.device, "--stop-after": None}
+    applied = tuple(f"{flag} {_shown(given[flag])} (was {_shown(was[flag])})" for flag in RESUME_APPLIES
+                    if flag in given and given[flag] != was[flag] and flag != "--stop-after")  # fmt: skip
     opts = dataclasses.replace(
-        opts, epochs=epochs or opts.epochs, workers=workers, device=device, stop_after=stop_after
+        opts,
+        epochs=int(given.get("--epochs") or opts.epochs),  # type: ignore[call-overload]
+        workers=given.get("--workers", opts.workers),  # type: ignore[arg-type]
+        device=given.get("--device", opts.device),  # type: ignore[arg-type]
+        stop_after=given.get("--stop-after"),  # type: ignore[arg-type]
     )
-    return ck.cfg, opts
+    if opts.stop_after is not None and opts.stop_after <= ck.epoch < opts.epochs:
+        raise ConfigError(
+            f"--stop-after {opts.stop_after}: {out} has already trained {ck.epoch} epochs; pass a later "
+            "epoch or leave it out"
+        )
+    return Resumed(cfg, opts, ck.epoch, applied)
 
 
 def new_run_config(
@@ -55,7 +117,8 @@ def new_run_config(
     else:
         from edgepose.nn.checkpoint import load_checkpoint
 
-        cfg = load_checkpoint(init_from).cfg  # type: ignore[arg-type]
+        ck = load_checkpoint(init_from)  # type: ignore[arg-type]
+        cfg = dataclasses.replace(ck.cfg, input_size=ck.spec.input_size[0])  # the size it was trained at
     if activation is not None:
         cfg = dataclasses.replace(cfg, activation=activation)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from edgepose.bench.report import JSON_NAME
 from edgepose.bench.result import COLUMNS, ROW_KEYS
 from edgepose.cli import app
+from edgepose.fsio import file_digest
 
 runner = CliRunner()
 
@@ -54,6 +55,9 @@ def test_table_json_and_numbers(first_run: tuple[object, Path, tuple[Path, Path,
     assert all(list(r) == list(ROW_KEYS) for r in rows)
     f, q = rows
     assert f["delta_ap"] == 0.0 and q["delta_ap"] == q["ap"] - f["ap"]
+    # Both variants of the checkpoint belong to its float export (by content) and are labelled by it.
+    assert f["lineage"] == q["lineage"] == file_digest(f["model"])
+    assert f["label"] == q["label"] == f["delta_ap_vs"] == q["delta_ap_vs"] == "lively-tiny"
     for r in rows:
         assert 0 < r["p50_ms"] <= r["p90_ms"]
         assert r["fps"] == pytest.approx(1000.0 / r["p50_ms"], abs=1e-6)

@@ -26,6 +26,7 @@ from edgepose.spec import (
     NUM_DETS_NAME,
     QUANT_METHOD_KEY,
     QUANT_PLAN_KEY,
+    QUANT_SOURCE_KEY,
     TAIL_PREFIX,
     PoseSpec,
     Precision,
@@ -67,6 +68,18 @@ def _weight_bits(m: onnx.ModelProto) -> dict[str, int]:
 
 def _report(path: Path) -> dict:
     return json.loads(path.with_name(path.stem + ".quant.json").read_text())
+
+
+def test_each_quantized_file_records_the_float_file_it_was_made_from(work: dict[str, Path]) -> None:
+    """Its lineage: bench takes ΔAP against the float file with this content, whatever the names."""
+    from edgepose.fsio import file_digest
+
+    for p in ("int8", "int16", "mixed"):
+        props = {m.key: m.value for m in onnx.load(str(work[p])).metadata_props}
+        assert json.loads(props[QUANT_SOURCE_KEY]) == {
+            "file": "tiny.onnx",
+            "sha256": file_digest(work["float"]),
+        }
 
 
 def test_zero_point_types_per_precision(work: dict[str, Path]) -> None:
@@ -238,10 +251,18 @@ def test_cli_writes_model_report_and_table(work: dict[str, Path]) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "/c3b/Conv" in res.output and "6 images, minmax" in res.output
+    # --bits: a summary stands for the table (its rows would all say int8); --verbose lists the layers
+    assert "7 layers (7 Conv), all at int8" in res.output and "/c3b/Conv" not in res.output
+    assert "6 images, minmax" in res.output
     rep = json.loads((work["dir"] / "cli.quant.json").read_text())
     assert rep["num_calib"] == 6 and rep["precision"] == "int8" and len(rep["layers"]) == 7
     onnx.checker.check_model(onnx.load(str(out)))
+    args = ["quantize", str(work["float"]), "--calib", str(work["calib"]), "--bits", "8", "--num-calib", "6"]
+    res = runner.invoke(app, [*args, "--out", str(out), "--verbose"])
+    assert res.exit_code == 1 and f"{out} already exists; pass --force" in res.output  # the overwrite rule
+    res = runner.invoke(app, [*args, "--out", str(out), "--verbose", "--force"])
+    assert res.exit_code == 0, res.output
+    assert "/c3b/Conv" in res.output
 
 
 def _bad_setups(work: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], str]]:

@@ -21,9 +21,9 @@ from edgepose.bench.report import JSON_NAME, MD_NAME, PNG_NAME
 from edgepose.bench.result import COLUMNS, ROW_KEYS
 from edgepose.bench.run import run_bench
 from edgepose.cli import app
-from edgepose.data.coco import read_coco
-from edgepose.spec import PoseSpec, Precision
-from tests.helpers.runtime_onnx import build_model
+from edgepose.fsio import file_digest
+from edgepose.spec import QUANT_SOURCE_KEY, PoseSpec, Precision
+from tests.helpers.runtime_onnx import build_model, oracle_rows
 
 runner = CliRunner()
 SIZE = 128
@@ -35,25 +35,22 @@ def val(synth_dataset_factory: Callable[..., Path]) -> Path:
     return synth_dataset_factory(num_images=1, size=SIZE, seed=102, version=1)
 
 
-def _oracle_rows(val: Path, shift: float) -> np.ndarray:
-    rec = read_coco(val / "annotations.json").records[0]
-    labelled = (rec.keypoints[..., 2] > 0).any(1)  # COCO's protocol: people without keypoints are ignored
-    n = int(labelled.sum())
-    kpts = rec.keypoints[labelled].copy()  # (N, K, 3)
-    kpts[..., 0] += shift
-    kpts[..., 2] = 1.0  # keypoint confidence
-    score = np.linspace(0.9, 0.6, n, dtype=np.float32)[:, None]  # (N, 1)
-    cls = np.zeros((n, 1), np.float32)
-    return np.concatenate([rec.boxes[labelled], score, cls, kpts.reshape(n, -1)], axis=1)  # (N, 6 + 3K)
-
-
 @pytest.fixture(scope="module")
 def models(val: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("oracle")
     spec = PoseSpec(name="oracle", input_size=(SIZE, SIZE), max_det=20, version="test")
-    exact = build_model(d / "oracle.onnx", spec, _oracle_rows(val, 0.0))
-    moved = build_model(d / "moved.onnx", spec.replace(precision=Precision.INT8), _oracle_rows(val, 3.0))
+    exact = build_model(d / "oracle.onnx", spec, oracle_rows(val, 0.0))
+    moved = _int8_of(exact, d / "moved.onnx", spec, oracle_rows(val, 3.0))
     return exact, moved
+
+
+def _int8_of(source: Path, path: Path, spec: PoseSpec, rows: np.ndarray) -> Path:
+    """An int8 file recorded as made from `source` (its lineage, as `edgepose quantize` records it)."""
+    lineage = {"sha256": file_digest(source), "file": source.name}
+    int8 = spec.replace(precision=Precision.INT8)
+    return build_model(
+        path, int8, rows, metadata={**int8.to_metadata(), QUANT_SOURCE_KEY: json.dumps(lineage)}
+    )
 
 
 def test_exact_ap_delta_and_reports(val: Path, models: tuple[Path, Path], tmp_path: Path) -> None:
@@ -84,7 +81,7 @@ def test_exact_ap_delta_and_reports(val: Path, models: tuple[Path, Path], tmp_pa
     assert data["settings"]["threads"] == 1 and data["settings"]["runs"] == 4
     md = (out / MD_NAME).read_text()
     assert "| " + " | ".join(COLUMNS) + " |" in md
-    assert f"| {exact} | float | 100.0 | 100.0 |" in md
+    assert "| oracle | float | 100.0 | 100.0 |" in md  # the file's stem: no other input shares it
     assert (out / PNG_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -104,16 +101,24 @@ def test_cli_same_model_twice_is_reported_once(val: Path, models: tuple[Path, Pa
         assert col in res.output
 
 
-def test_cli_size_mismatch_is_a_warning(
+def test_cli_val_images_of_another_size_are_information_not_a_warning(
     synth_dataset_factory: Callable[..., Path], models: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """Letterboxing images of any size into the model input is normal (COCO's are 480x640, 640x427, ...):
+    said once among the measurement conditions, not as a warning."""
     val160 = synth_dataset_factory(num_images=1, size=160, seed=102)
     res = _invoke(tmp_path, str(models[0]), "--data", str(val160))
     assert res.exit_code == 0, res.output
-    assert "warning: model input 128x128" in res.output
-    assert "differs from the val images (160x160); letterbox resizes every image" in " ".join(
-        res.output.split()
+    assert "warning" not in res.output
+    line = (
+        "letterbox: the val images (160x160) are scaled into the model input (128x128) with their aspect "
+        "ratio kept, as the runtime does: accuracy is measured at the model's input size"
     )
+    assert " ".join(res.output.split()).count(line) == 1
+    assert line in (tmp_path / "out" / MD_NAME).read_text()
+    assert json.loads((tmp_path / "out" / JSON_NAME).read_text())["settings"]["val_image_sizes"] == {
+        "160x160": 1
+    }
 
 
 def _assert_one_line_error(res: object, tmp_path: Path, text: str) -> None:
@@ -185,3 +190,34 @@ def test_cli_out_is_a_file(val: Path, models: tuple[Path, Path], tmp_path: Path)
         f"error: --out {tmp_path / 'out'} is a file; pass a folder for bench.json, bench.md and bench.png"
     ], res.output
     assert (tmp_path / "out").read_text() == "keep me"
+
+
+def test_delta_ap_is_against_the_float_each_file_was_quantized_from(val: Path, tmp_path: Path) -> None:
+    """Issue 17.1: two float models with the same name and input size (the old grouping key), in folders
+    whose files share names. The int8 file was made from the second: its ΔAP is against that one, and
+    every row has a name of its own."""
+    spec = PoseSpec(name="oracle", input_size=(SIZE, SIZE), max_det=20, version="test")
+    elsewhere = build_model(tmp_path / "elsewhere.onnx", spec, oracle_rows(val, 1.0))  # not benchmarked
+    (tmp_path / "n").mkdir()
+    (tmp_path / "m").mkdir()
+    n_best = build_model(tmp_path / "n" / "best.onnx", spec, oracle_rows(val, 2.0))  # an AP of its own
+    m_best = build_model(tmp_path / "m" / "best.onnx", spec, oracle_rows(val, 0.0))
+    m_int8 = _int8_of(m_best, tmp_path / "m" / "best.int8.onnx", spec, oracle_rows(val, 3.0))
+    orphan = _int8_of(elsewhere, tmp_path / "orphan.int8.onnx", spec, oracle_rows(val, 3.0))
+    int8 = spec.replace(precision=Precision.INT8)
+    old = build_model(tmp_path / "old.int8.onnx", int8, oracle_rows(val, 3.0))  # no lineage recorded
+    warnings: list[str] = []
+    inputs = [n_best, m_best, m_int8, orphan, old]
+    res = run_bench(inputs, val, threads=1, runs=2, warmup=0, warn=warnings.append)
+    by = {r.label: r for r in res.rows}
+    assert list(by) == ["n/best", "m/best", "best.int8", "orphan.int8", "old.int8"]  # no two share a name
+    assert 0.0 < by["n/best"].ap < by["m/best"].ap == 1.0
+    assert by["best.int8"].delta_ap_vs == "m/best"
+    assert by["best.int8"].delta_ap == by["best.int8"].ap - 1.0  # not against n/best, the first float
+    assert by["orphan.int8"].delta_ap is None and by["old.int8"].delta_ap is None
+    assert warnings == [
+        f"orphan.int8: quantized from elsewhere.onnx (sha256 {file_digest(elsewhere)[:12]}), which is not "
+        "among the models benchmarked; ΔAP n/a: pass that float file too",
+        "old.int8: the float model it was quantized from is not recorded (quantized before edgepose recorded "
+        "it); ΔAP n/a: quantize it again with `edgepose quantize` to compare",
+    ]

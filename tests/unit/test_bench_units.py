@@ -11,14 +11,17 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.bench.cache import BenchCache, make_key
+from edgepose.bench.inputs import unique_labels
 from edgepose.bench.kernels import KernelCounts, KernelMode, count_kernels, count_layers, read_nodes
 from edgepose.bench.latency import measure_latencies, measure_latency
-from edgepose.bench.result import COLUMNS, ROW_KEYS, BenchRow, fill_delta_ap
+from edgepose.bench.result import COLUMNS, ROW_KEYS, fill_delta_ap
 from edgepose.bench.run import layers_16bit_pct
-from edgepose.bench.variants import parse_variants
+from edgepose.bench.variants import MIXED_LABELS, parse_variants, variant_label
 from edgepose.errors import ConfigError
+from edgepose.quant.options import HighPrecision
 from edgepose.runtime.timing import Timings
 from edgepose.spec import QUANT_METHOD_KEY, QUANT_PLAN_KEY, TAIL_PREFIX, PoseSpec, Precision
+from tests.helpers.bench_rows import bench_row
 
 
 # --- variants -----------------------------------------------------------------------------------------
@@ -133,29 +136,49 @@ def test_16bit_share_from_precision_and_the_mixed_plan(tmp_path: Path) -> None:
 
 
 # --- rows, ΔAP, latency ----------------------------------------------------------------------------------
-def _row(label: str, variant: Precision, ap: float, group: str) -> BenchRow:
-    return BenchRow(
-        label=label, model=f"{label}.onnx", source="onnx", variant=variant, name="m", input_size=(64, 64),
-        cached=None, ap=ap, ap50=ap, ap75=ap, ar=ap, num_images=1, num_detections=1, p50_ms=4.0,
-        p90_ms=5.0, fps=250.0, preprocess_ms=1.0, inference_ms=2.0, postprocess_ms=1.0, runs=3, warmup=1,
-        size_bytes=2_000_000, layers_16bit_pct=None, kernels=KernelCounts(0, 0, 1), group=group,
-    )  # fmt: skip
-
-
-def test_delta_ap_against_the_groups_float_row() -> None:
+def test_delta_ap_against_the_float_row_of_the_same_lineage_not_the_same_name() -> None:
+    # Two float models with the same spec name and size (the old grouping key), listed in an order where
+    # the first float is not the int8 file's source: ΔAP follows the recorded lineage.
     rows = [
-        _row("a", Precision.FLOAT, 0.6123, "g1"),
-        _row("a", Precision.INT8, 0.5523, "g1"),
-        _row("b", Precision.INT8, 0.5, "g2"),  # no float row in its group
+        bench_row("n/best", Precision.FLOAT, 0.011, "sha-a"),
+        bench_row("edgepose-n", Precision.FLOAT, 0.6123, "sha-b"),
+        bench_row("edgepose-n.int8", Precision.INT8, 0.5523, "sha-b"),
+        bench_row("other.int8", Precision.INT8, 0.5, "sha-c"),  # its float is not among the rows
+        bench_row("old.int8", Precision.INT8, 0.5, ""),  # quantized before the lineage was recorded
     ]
     fill_delta_ap(rows)
-    assert rows[0].delta_ap == 0.0
-    assert rows[1].delta_ap == pytest.approx(-0.06, abs=1e-12)
-    assert rows[2].delta_ap is None
+    assert [r.delta_ap for r in rows[:2]] == [0.0, 0.0]
+    assert rows[2].delta_ap == pytest.approx(-0.06, abs=1e-12) and rows[2].delta_ap_vs == "edgepose-n"
+    assert rows[3].delta_ap is None and rows[4].delta_ap is None
     cells = [dict(zip(COLUMNS, r.cells(), strict=True)) for r in rows]
-    assert [c["ΔAP"] for c in cells] == ["0.0", "-6.0", "n/a"]
-    assert cells[0]["AP"] == "61.2" and cells[0]["Size MB"] == "2.00" and cells[0]["16-bit %"] == "–"
-    assert list(rows[1].to_dict()) == list(ROW_KEYS)
+    assert [c["ΔAP"] for c in cells] == ["0.0", "0.0", "-6.0", "n/a", "n/a"]
+    assert [c["ΔAP vs"] for c in cells] == ["n/best", "edgepose-n", "edgepose-n", "n/a", "n/a"]
+    assert cells[1]["AP"] == "61.2" and cells[1]["Size MB"] == "2.00" and cells[1]["16-bit %"] == "–"
+    assert list(rows[2].to_dict()) == list(ROW_KEYS)
+    assert rows[2].to_dict()["delta_ap_vs"] == "edgepose-n" and rows[2].to_dict()["lineage"] == "sha-b"
+
+
+def test_labels_tell_every_input_apart() -> None:
+    paths = [Path("runs/n/best.pt"), Path("runs/m/best.pt"), Path("models/edgepose-n.pt"),
+             Path("edgepose-n.int8.onnx"), Path("a/best.onnx"), Path("a/best.pt")]  # fmt: skip
+    assert unique_labels(paths) == [
+        "n/best",
+        "m/best",
+        "edgepose-n",
+        "edgepose-n.int8",
+        "a/best.onnx",
+        "a/best.pt",
+    ]
+    assert unique_labels([Path("x/edgepose-n.pt")]) == ["edgepose-n"]
+
+
+def test_mixed_flavours_are_labelled_from_the_recorded_high_precision() -> None:
+    method = lambda hp: {QUANT_METHOD_KEY: json.dumps({"high_precision": hp})}  # noqa: E731
+    assert variant_label(Precision.MIXED, method("int16")) == "mixed-int16"
+    assert variant_label(Precision.MIXED, method("float")) == "mixed-float"
+    assert variant_label(Precision.MIXED, {}) == "mixed-int16"  # files from before it was recorded
+    assert variant_label(Precision.INT8, method(None)) == "int8"
+    assert set(MIXED_LABELS) == set(HighPrecision)  # every flavour has its one name
 
 
 class _FakeEstimator:
@@ -253,3 +276,44 @@ def test_streamed_scoring_equals_one_pycocotools_call(synth_dataset: Path) -> No
 def test_quant_metadata_keys_are_the_file_format() -> None:
     # Files quantized by any earlier version carry these keys: renaming them breaks bench on old files.
     assert QUANT_PLAN_KEY == "edgepose.quant_plan" and QUANT_METHOD_KEY == "edgepose.quant_method"
+
+
+def test_plot_starts_its_ap_axis_at_zero_draws_the_float_line_and_one_legend_entry_per_model() -> None:
+    """Issue 17.14: the demo's APs 13.9-14.2 once filled a 13.90-14.25 axis (noise looked huge)."""
+    import matplotlib.pyplot as plt
+
+    from edgepose.bench.report import ap_axis, figure
+    from edgepose.bench.result import BenchResult
+
+    rows = [
+        bench_row("edgepose-n", p, ap, "sha-n")
+        for p, ap in (
+            (Precision.FLOAT, 0.142),
+            (Precision.INT16, 0.1419),
+            (Precision.INT8, 0.139),
+            (Precision.MIXED, 0.1421),
+        )
+    ]
+    rows += [
+        bench_row("runs/best", Precision.FLOAT, 0.30, "sha-b"),
+        bench_row("best.int8", Precision.INT8, 0.29, "sha-b"),
+    ]
+    rows[3].variant_label = "mixed-float"
+    fill_delta_ap(rows)
+    fig = figure(BenchResult(rows, {"threads": 2}))
+    try:
+        ax = fig.axes[0]
+        assert ax.get_ylim() == (0.0, 40.0)  # 0 to the next ten above 30 + 5
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["edgepose-n", "runs/best"]
+        dashed = sorted(
+            round(line.get_ydata()[0], 6) for line in ax.get_lines() if line.get_linestyle() == "--"
+        )
+        assert dashed == [14.2, 30.0]  # each model's float AP
+        assert {t.get_text() for t in ax.texts} == {"float", "int16", "int8", "mixed-float"}
+    finally:
+        plt.close(fig)
+    assert (
+        ap_axis([14.2, 13.9]) == (0.0, 20.0)
+        and ap_axis([]) == (0.0, 10.0)
+        and ap_axis([97.0]) == (0.0, 100.0)
+    )

@@ -85,10 +85,13 @@ def test_train_state_must_be_plain(tmp_path, model) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_save_into_missing_folder_fails_cleanly(tmp_path, model) -> None:
-    with pytest.raises(OutputError, match="does not exist"):
-        save_checkpoint(tmp_path / "nope" / "best.pt", model, PoseSpec(), epoch=0, metrics={})
-    assert list(tmp_path.iterdir()) == []
+def test_save_into_missing_folder_makes_it_and_a_file_in_the_way_fails_cleanly(tmp_path, model) -> None:
+    path = save_checkpoint(tmp_path / "nope" / "best.pt", model, PoseSpec(), epoch=0, metrics={})
+    assert path.is_file() and load_checkpoint(path).epoch == 0
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="file is a file, not a folder"):
+        save_checkpoint(tmp_path / "file" / "best.pt", model, PoseSpec(), epoch=0, metrics={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "nope"]
 
 
 def _onnx_bytes() -> bytes:

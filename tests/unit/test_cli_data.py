@@ -49,16 +49,24 @@ def test_synth_writes_a_dataset_pycocotools_loads(tmp_path: Path) -> None:
     assert "images/s" in result.stdout
     for img in coco.loadImgs(coco.getImgIds()):
         assert cv2.imread(str(out / "images" / img["file_name"])).shape == (64, 64, 3)
-    # The same command again refuses to overwrite; --overwrite replaces with identical bytes.
+    # The same command again refuses to overwrite; --force replaces with identical bytes.
     assert_one_line_error(
-        invoke("data", "synth", "--out", out, "--num-images", "3"), str(out), "already exists"
+        invoke("data", "synth", "--out", out, "--num-images", "3"),
+        f"{out} already exists and is not empty; pass --force to replace it, or choose another --out",
     )
     before = (out / "annotations.json").read_bytes()
     result = invoke(
-        "data", "synth", "--out", out, "--num-images", "3", "--size", "64", "--seed", "100", "--overwrite"
+        "data", "synth", "--out", out, "--num-images", "3", "--size", "64", "--seed", "100", "--force"
     )
     assert result.exit_code == 0, result.output
     assert (out / "annotations.json").read_bytes() == before
+
+
+def test_synth_makes_missing_parent_folders(tmp_path: Path) -> None:
+    out = tmp_path / "data" / "train"  # the README's `--out data/train` on a fresh clone: no data/ yet
+    result = invoke("data", "synth", "--out", out, "--num-images", "2", "--size", "64", "--seed", "100")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "images"]
 
 
 def test_preview_writes_grid_of_expected_size(synth_dataset: Path, tmp_path: Path) -> None:
@@ -71,9 +79,25 @@ def test_preview_writes_grid_of_expected_size(synth_dataset: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert cv2.imread(str(out)).shape == (2 * 64, 2 * 64, 3)  # 3 images, 2 per row -> 2 rows
     assert out.read_bytes()[:2] == b"\xff\xd8"  # JPEG
+    # The grid exists now: replacing it takes --force.
+    assert_one_line_error(
+        invoke("data", "preview", synth_dataset, "--out", out, "--num", "999"),
+        f"{out} already exists; pass --force to replace it, or choose another --out",
+    )
     # Asking for more images than exist shows them all.
     result = invoke(
-        "data", "preview", synth_dataset, "--out", out, "--num", "999", "--cols", "4", "--tile", "32"
+        "data",
+        "preview",
+        synth_dataset,
+        "--out",
+        out,
+        "--num",
+        "999",
+        "--cols",
+        "4",
+        "--tile",
+        "32",
+        "--force",
     )
     assert result.exit_code == 0, result.output
     rows, cols = -(-n // min(4, n)), min(4, n)

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -69,12 +70,23 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
 
 
-def test_missing_output_folder(lively_checkpoint: Path, tmp_path: Path) -> None:
-    out = tmp_path / "missing" / "m.onnx"
-    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out))
+def test_missing_output_folders_are_made_and_an_existing_file_needs_force(
+    lively_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "missing" / "deeper" / "m.onnx"
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out), "--no-verify")
+    assert code == 0, text
+    assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["m.onnx"]
+    before = out.read_bytes()
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out), "--no-verify")
     assert code == 1
-    assert text == f"error: output folder {out.parent} does not exist; create it or choose another --out\n"
-    assert list(tmp_path.iterdir()) == []
+    assert text == f"error: {out} already exists; pass --force to replace it, or choose another --out\n"
+    assert out.read_bytes() == before
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out), "--no-verify", "--force")
+    assert code == 0, text
+    code, text = _run("--weights", str(lively_checkpoint), "--out", str(out / "x.onnx"))
+    assert code == 1
+    assert text == f"error: {out} is a file, not a folder; choose another --out\n"
 
 
 def test_raw_export_prints_summary_and_writes_metadata(lively_checkpoint: Path, tmp_path: Path) -> None:
@@ -136,3 +148,56 @@ def test_export_defaults_are_the_deployment_defaults(lively_checkpoint: Path, tm
         DEPLOY.iou,
         DEPLOY.max_det,
     )
+
+
+def test_export_size_is_the_checkpoints_trained_size_unless_img(
+    lively_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A checkpoint trained with `--img 96` (its spec) of a model whose config says 128: export, like
+    `val --weights` and `bench X.pt`, builds a 96 px graph; `--img` overrides it."""
+    from edgepose.nn import load_checkpoint, save_checkpoint
+    from edgepose.spec import PoseSpec
+
+    model = load_checkpoint(lively_checkpoint).model
+    assert model.cfg.input_size == 128
+    ckpt = save_checkpoint(
+        tmp_path / "w96.pt", model, PoseSpec(name="edgepose-tiny", input_size=(96, 96)), epoch=1, metrics={}
+    )
+    for extra, size in (([], 96), (["--img", "160"], 160)):
+        out = tmp_path / f"m{size}.onnx"
+        code, text = _run("--weights", str(ckpt), "--out", str(out), "--no-verify", *extra)
+        assert code == 0, text
+        assert f"{size}x{size} float input" in text
+        m = onnx.load(str(out))
+        assert spec_of(m).input_size == (size, size)
+        dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
+        assert dims == [1, 3, size, size]
+
+
+def test_an_untrained_model_with_huge_keypoints_still_verifies(
+    lively_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A model a few steps into training decodes keypoints 1e5 px off the image; float32 rounding then
+    differs by tenths of a pixel between PyTorch and onnxruntime, which is not an export error (the
+    README's smoke run: train --max-steps 5, then bench runs/n/best.pt)."""
+    import torch
+
+    from edgepose.export import export_model
+    from edgepose.nn import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(lively_checkpoint)
+    with torch.no_grad():
+        for conv in ck.model.head.convs:
+            w = conv.weight.view(ck.model.num_anchors, -1, *conv.weight.shape[1:])  # (A, 6 + 3K, C, 1, 1)
+            w[:, 6::3] *= 3e3  # keypoint x
+            w[:, 7::3] *= 3e3  # keypoint y
+    huge = save_checkpoint(tmp_path / "huge.pt", ck.model, ck.spec, epoch=0, metrics={})
+    report = export_model(huge, tmp_path / "huge.onnx")
+    assert report.verify is not None and report.verify.detections > 0
+    assert 0.01 < report.verify.max_kpt_diff < 2.0  # beyond the absolute 0.01 px, within rounding
+    # The tolerance stays 0.01 px for the values of a trained model: a real 0.02 px error is caught.
+    from edgepose.export.verify import _PxDiff
+
+    ref = np.array([100.0, 200.0])
+    assert not _PxDiff.of(ref + 0.02, ref, scale=5 * 32.0).ok and _PxDiff.of(ref + 0.005, ref, scale=160.0).ok
+    assert _PxDiff.of(ref + 0.3, ref, scale=1e5).ok and not _PxDiff.of(ref + 3.0, ref, scale=1e5).ok

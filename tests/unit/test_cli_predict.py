@@ -171,5 +171,19 @@ def test_existing_out_folder_is_not_overwritten(tmp_path: Path, model: Path) -> 
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "mine.txt").write_text("precious")
     res = invoke(tmp_path, str(model), "a.png", "--out", "keep")
-    assert res.exit_code == 1 and "keep already exists and is not empty" in res.output
+    assert res.exit_code == 1 and res.output.strip() == (
+        "error: keep already exists and is not empty; pass --force to replace it, or choose another --out"
+    )
     assert [p.name for p in (tmp_path / "keep").iterdir()] == ["mine.txt"]
+    res = invoke(tmp_path, str(model), "a.png", "--out", "keep", "--force")
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "keep").iterdir()] == ["a.png"]
+
+
+def test_missing_parent_folders_of_out_are_made(tmp_path: Path, model: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    res = invoke(tmp_path, str(model), "a.png", "--out", "runs/pi", "--save-json")  # a fresh clone: no runs/
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "runs" / "pi").iterdir()) == [
+        "a.png", "files.json", "predictions.json"
+    ]  # fmt: skip

@@ -218,8 +218,9 @@ def test_unwritable_output_folder(
         "convert": ["data", "convert", inp["ds"], out / "y", "--to", "yolo"],
         "bench": ["bench", inp["rt"], "--data", inp["ds"], "--out", out / "b", "--cache-dir", out / "c"],
     }[command]
+    option = "--json" if command == "val" else "--out"
     _run_failing(
-        inp, out, args, f"output folder {out} is not writable; choose another --out",
+        inp, out, args, f"output folder {out} is not writable; choose another {option}",
         during=unwritable(out, monkeypatch),
     )  # fmt: skip
 

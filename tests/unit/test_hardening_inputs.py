@@ -78,6 +78,10 @@ def inp(
     label = sorted((yolo / "labels").glob("*.txt"))[0]
     label.write_bytes(label.read_bytes()[:10] + b"\xd0\x04" + label.read_bytes()[10:])  # not UTF-8
     p["yolo"], p["label"] = yolo, label
+    (d / "old.quant.json").write_text("{}")  # a quantization report whose model is gone
+    p["benchdir"] = d / "benchdir"  # a folder holding an earlier bench report
+    p["benchdir"].mkdir()
+    (p["benchdir"] / "bench.json").write_text("{}")
     return p
 
 
@@ -97,6 +101,8 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("export-from-onnx-detection-layout", "export --from-onnx {det} --out {out}/m.onnx", ("yolov8n.onnx: output (1, 84, 8400) does not fit (B, 4 + 1 + 3K, N)", "79 keypoint channels is not a positive multiple of 3", "export the raw pose model")),
     ("export-from-onnx-missing", "export --from-onnx {dir}/nope.onnx --out {out}/m.onnx", ("nope.onnx: no such file; pass the raw pose .onnx to import",)),
     ("export-from-onnx-empty", "export --from-onnx {empty.onnx} --out {out}/m.onnx", ("empty.onnx is empty (0 bytes); pass the raw pose .onnx to import",)),
+    ("export-out-exists", "export --weights {ckpt} --out {e2e}", ("e2e.onnx already exists; pass --force to replace it, or choose another --out",)),
+    ("export-out-under-a-file", "export --weights {ckpt} --out {img}/m.onnx", ("000000.jpg is a file, not a folder; choose another --out",)),
     ("export-from-onnx-ckpt", "export --from-onnx {ckpt} --out {out}/m.onnx", ("w.pt is not a readable ONNX file (DecodeError); pass a .onnx model",)),
     ("export-from-onnx-conf-nan", "export --from-onnx {det} --out {out}/m.onnx --conf nan", ("--conf nan is out of range; use a value in [0, 1]",)),
     # quantize ----------------------------------------------------------------------------------------
@@ -113,8 +119,11 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("quantize-num-calib-0", "quantize {e2e} --calib {calib} --bits 8 --num-calib 0 --out {out}/q.onnx", ("--num-calib must be >= 1, got 0",)),
     ("quantize-calib-is-a-file", "quantize {e2e} --calib {img} --bits 8 --out {out}/q.onnx", ("is a file, expected a folder of images", "pass --calib DIR")),
     ("quantize-corrupt-calib-image", "quantize {e2e} --calib {badcalib} --bits 8 --out {out}/q.onnx", ("cannot decode calibration image", "img_001.png", "re-save it as JPEG/PNG")),
-    ("quantize-out-folder-missing", "quantize {e2e} --calib {calib} --bits 8 --out {out}/nodir/q.onnx", ("output folder", "nodir does not exist; create it or choose another --out")),
+    ("quantize-out-under-a-file", "quantize {e2e} --calib {calib} --bits 8 --out {img}/q.onnx", ("000000.jpg is a file, not a folder; choose another --out",)),
+    ("quantize-out-exists", "quantize {e2e} --calib {calib} --bits 8 --out {rt}", ("rt.onnx already exists; pass --force to replace it, or choose another --out",)),
+    ("quantize-report-exists", "quantize {e2e} --calib {calib} --bits 8 --out {dir}/old.onnx", ("old.quant.json already exists; pass --force to replace it",)),
     # predict -----------------------------------------------------------------------------------------
+    ("predict-out-exists", "predict {rt} {img} --out {ds}", ("ds already exists and is not empty; pass --force to replace it, or choose another --out",)),
     ("predict-empty-onnx", "predict {empty.onnx} {img} --out {out}/p", ("empty.onnx is empty (0 bytes)",)),
     ("predict-ckpt-as-onnx", "predict {ckpt} {img} --out {out}/p", ("w.pt is not an ONNX model (protobuf parsing failed)",)),
     ("predict-detection-layout", "predict {det} {img} --out {out}/p", ("yolov8n.onnx has no edgepose metadata", "edgepose export --from-onnx")),
@@ -130,8 +139,12 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("val-empty-pred", "val --pred {empty.json} --gt {ds}", ("empty.json: not valid JSON",)),
     ("val-empty-gt", "val --pred {trunc.json} --gt {empty.json}", ("empty.json: invalid JSON at line 1 column 1", "fix or re-export the file")),
     ("val-nan-keypoint-gt", "val --pred {trunc.json} --gt {nan.json}", ("nan.json: annotation 1 has non-finite keypoint values (NaN or inf)",)),
-    ("val-json-folder-missing", "val --pred {trunc.json} --gt {ds} --json {out}/nodir/m.json", ("nodir does not exist; create it or choose another --out",)),
+    ("val-json-under-a-file", "val --pred {trunc.json} --gt {ds} --json {img}/m.json", ("000000.jpg is a file, not a folder; choose another --json",)),
+    ("val-json-exists", "val --pred {trunc.json} --gt {ds} --json {empty.json}", ("empty.json already exists; pass --force to replace it, or choose another --json",)),
     # data --------------------------------------------------------------------------------------------
+    ("synth-out-exists", "data synth --out {ds} --num-images 1", ("ds already exists and is not empty; pass --force to replace it",)),
+    ("preview-out-exists", "data preview {ds} --out {img}", ("000000.jpg already exists; pass --force to replace it",)),
+    ("convert-out-exists", "data convert {ds} {yolo} --to yolo", ("yolo already exists and is not empty; pass --force to replace it",)),
     ("synth-num-images-negative", "data synth --out {out}/s --num-images -1", ("--num-images must be >= 1, got -1",)),
     ("synth-size-0", "data synth --out {out}/s --size 0", ("--size must be >= 32 pixels, got 0", "e.g. --size 256")),
     ("preview-num-0", "data preview {ds} --out {out}/g.jpg --num 0", ("--num 0 is too small; it must be at least 1",)),
@@ -169,6 +182,7 @@ CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("bench-data-missing", "bench {rt} --data {dir}/nope --out {out}/b --runs 1", ("--data", "nope: no such file or folder",)),
     ("bench-data-corrupt", "bench {rt} --data {trunc.json} --out {out}/b --runs 1", ("trunc.json: invalid JSON",)),
     ("bench-corrupt-val-image", "bench {rt} --data {dsbad} --out {out}/b --runs 1 --threads 1 --cache-dir {out}/c", ("000002.jpg: not a readable image (corrupt, empty or an unsupported format)",)),
+    ("bench-out-exists", "bench {rt} --data {ds} --out {benchdir}", ("bench.json already exists; pass --force to replace it, or choose another --out",)),
     ("bench-out-is-a-file", "bench {rt} --data {ds} --out {img} --runs 1", ("is a file; pass a folder for bench.json",)),
 ]  # fmt: skip
 

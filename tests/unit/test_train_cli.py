@@ -137,6 +137,13 @@ def test_train_then_resume_through_the_cli(synth_dataset: Path, tmp_path: Path) 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert {"val_ap", "loss_kpt", "lr"} <= set(rows[1])
+    # People read COCO points (x100), as val and bench print them; metrics.jsonl keeps the fractions.
+    assert (
+        f"epoch 2/2: val AP {100 * rows[1]['val_ap']:.1f} AP50 {100 * rows[1]['val_ap50']:.1f},"
+        in second.stderr
+    )
+    best = json.loads((out / "results.json").read_text())["metrics"]
+    assert f"OKS AP {100 * best['ap']:.1f} (AP50 {100 * best['ap50']:.1f}, COCO points)" in second.stdout
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
 
 
@@ -192,6 +199,34 @@ def test_init_from_swaps_activation(synth_dataset: Path, tmp_path: Path, tiny_ch
     torch.testing.assert_close(tuned.model.state_dict()["backbone.stem.conv.weight"], w0)
 
 
+def test_init_from_trains_at_the_size_the_checkpoint_was_trained_at(
+    synth_dataset: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    from edgepose.nn.checkpoint import load_checkpoint, save_checkpoint
+    from edgepose.spec import PoseSpec
+
+    start = load_checkpoint(tiny_checkpoint)  # edgepose-tiny: its config says 128
+    spec64 = PoseSpec(name="edgepose-tiny", input_size=(64, 64))
+    at64 = save_checkpoint(tmp_path / "at64.pt", start.model, spec64, epoch=1, metrics={})
+    base = [
+        "--data",
+        str(synth_dataset),
+        "--batch",
+        "2",
+        "--workers",
+        "0",
+        "--max-steps",
+        "1",
+        "--epochs",
+        "1",
+    ]
+    for extra, size in (([], 64), (["--img", "96"], 96)):
+        out = tmp_path / f"run{size}"
+        result = _train(*base, "--init-from", str(at64), "--out", str(out), *extra)
+        assert result.exit_code == 0, result.output
+        assert load_checkpoint(out / "best.pt").spec.input_size == (size, size)
+
+
 def test_init_from_warms_biases_up_from_zero(
     synth_dataset: Path, tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
@@ -235,3 +270,41 @@ def test_out_that_cannot_be_created_is_one_line(synth_dataset: Path, tmp_path: P
     result = _train(*TINY, "--data", str(synth_dataset), "--out", str(out))
     assert_one_line_error(result, f"cannot create --out {out}", "choose another --out")
     assert blocker.read_text() == "not a folder"
+
+
+def test_resume_applies_or_refuses_each_changed_option_and_a_finished_run_writes_nothing(
+    synth_dataset: Path, tmp_path: Path
+) -> None:
+    from tests.helpers.errors import tree_hashes
+
+    out = tmp_path / "run"
+    data = ["--data", str(synth_dataset), "--out", str(out)]
+    first = _train(*TINY, *data, "--epochs", "2", "--stop-after", "1")
+    assert first.exit_code == 0, first.output
+    before = tree_hashes(out)
+    # Options that shape the run cannot change mid-run: all of them named in one line, nothing written.
+    refused = _train(*data, "--resume", "--img", "96", "--batch", "4", "--max-steps", "2", "--lr", "0.01")
+    assert_one_line_error(
+        refused,
+        f"--resume continues {out} as it was started; --img 96 (run: 128), --batch 4 (run: 2), "
+        "--max-steps 2 (run: 1) cannot change mid-run: drop them, or start a new run with another --out",
+    )  # --lr 0.01 is the run's own value: not a change
+    assert tree_hashes(out) == before
+    # The same values as the run, and the options that may change, are applied and said so.
+    applied = _train(*TINY, *data, "--resume", "--epochs", "3")
+    assert applied.exit_code == 0, applied.output
+    assert f"resuming {out} after epoch 1: --epochs 3 (was 2)" in applied.stderr
+    assert "epochs 2..3" in applied.stderr and torch.load(out / "last.pt", weights_only=True)["epoch"] == 3
+    # A finished run says so and writes nothing (results.json keeps the real run's wall time).
+    done = tree_hashes(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = _train(*data, "--resume")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip() == (
+        f"{out} has already trained 3 of 3 epochs: nothing to do, nothing written (to train longer: "
+        "--resume --epochs N with N > 3)"
+    )
+    assert "epochs 4..3" not in again.output and again.stderr == ""
+    fewer = _train(*data, "--resume", "--epochs", "2")
+    assert fewer.exit_code == 0 and "has already trained 3 of 2 epochs: nothing to do" in fewer.stdout
+    assert tree_hashes(out) == done and {p: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
