@@ -73,10 +73,6 @@ RUNTIME_TESTS = (
 # Not board tests: the first runs `sys.executable` with a replaced environment, which drops the emulator's
 # site folder (AARCH64_PYTHON_SITE), so its child finds no numpy; the second reads the model registry,
 # which needs PyYAML (the training extra, not on a board). Both pass on x86-64 in `make test`.
-DESELECTED_TESTS: tuple[str, ...] = (
-    "tests/unit/test_torch_free.py::test_quantization_imports_without_torch",
-    "tests/unit/test_torch_free.py::test_model_configs_load_without_torch",
-)
 BLOCKED = ("torch", "onnx", "onnxslim", "onnxsim")  # a board's runtime path needs none of them
 VAL_SEED, CALIB_SEED = 300, 3
 VARIANTS = ("float", "int8")
@@ -294,8 +290,7 @@ def check(args: argparse.Namespace, steps: Steps) -> None:
     tests = None
     if not args.skip_tests:  # emulated and mostly single-threaded: overlap it with export and quantize
         print("aarch64 runtime tests start now in the background; their output is in step 5")
-        deselect = [a for t in DESELECTED_TESTS for a in ("--deselect", t)]
-        cmd = [tool, "-m", "pytest", "-q", "-p", "no:cacheprovider", *deselect, *RUNTIME_TESTS]
+        cmd = [tool, "-m", "pytest", "-q", "-p", "no:cacheprovider", *RUNTIME_TESTS]
         tests = steps.start(cmd, arm_env, work / "aarch64_tests.log")
 
     steps.header("export the float end-to-end ONNX")

@@ -3,50 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgepose.runtime import PoseEstimator
+from tests.helpers.blocker import run_blocked
 from tests.helpers.runtime_onnx import build_model
-
-REPO = Path(__file__).resolve().parents[2]
-
-BLOCKER = """
-import importlib.abc, sys
-BLOCKED = {"torch", "onnx", "onnxsim", "onnxslim"}
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"blocked for the torch-free test: {name}")
-        return None
-sys.meta_path.insert(0, Blocker())
-for name in list(sys.modules):
-    if name.split(".")[0] in BLOCKED:
-        del sys.modules[name]
-"""
-
-
-def run_blocked(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", BLOCKER + textwrap.dedent(code)],
-        cwd=cwd,
-        # A bare environment, except the emulator's own variables when this runs under aarch64-python.
-        env={
-            **{k: v for k, v in os.environ.items() if k.startswith("AARCH64_")},
-            "PYTHONPATH": str(REPO),
-            "PATH": "/usr/bin:/bin",
-            "OMP_NUM_THREADS": "1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_blocker_blocks(tmp_path: Path) -> None:
@@ -90,35 +54,3 @@ def test_predict_command_without_torch_or_onnx(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert len(preds) == 3 and (tmp_path / "out" / "img.png").is_file()
-
-
-def test_model_configs_load_without_torch(tmp_path: Path) -> None:
-    proc = run_blocked(
-        """
-        from edgepose.nn import resolve_config
-        from edgepose.nn.config import available_configs
-        print(resolve_config("edgepose-n").name, len(available_configs()))
-        """,
-        tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["edgepose-n", "12"]
-
-
-def test_quantization_imports_without_torch(tmp_path: Path) -> None:
-    # quant needs onnx (not blocked here: only torch and onnxslim are) but never torch, so a board-side
-    # or CI-side install without torch can quantize an exported file.
-    code = BLOCKER.replace('{"torch", "onnx", "onnxsim", "onnxslim"}', '{"torch", "onnxsim", "onnxslim"}') + (
-        "import sys, edgepose.quant, edgepose.quant.quantize, edgepose.quant.calib, edgepose.quant.plan\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxslim', 'onnxsim')))\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
