@@ -212,6 +212,17 @@ def _scatter_padded(
     b.node("Reshape", [scattered, out_shape], "detections", out=DETECTIONS_NAME)  # (B, max_det, 6 + 3K)
 
 
+def copy_for_tail(model: onnx.ModelProto, batch: int | str | None) -> tuple[onnx.ModelProto, int | str]:
+    """A copy of `model` to append a tail to, and its batch: `batch`, else the first graph input's (a
+    number, or its symbolic name)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    if batch is None:
+        dim = out.graph.input[0].type.tensor_type.shape.dim[0]
+        batch = dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
+    return out, batch
+
+
 def append_nms_tail(
     model: onnx.ModelProto,
     *,
@@ -238,12 +249,8 @@ def append_nms_tail(
     Stages: threshold inputs -> NMS and the gather of the kept rows -> scatter into the padded output.
     """
     _check_tail_args(model, prefix, max_det, kpts, gather_kpts)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out, batch = copy_for_tail(model, batch)
     g = out.graph
-    if batch is None:
-        dim = g.input[0].type.tensor_type.shape.dim[0]
-        batch = dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
     width = row_width(num_keypoints)
     _threshold_inputs(g, conf, iou, max_det)
     del g.output[:]

@@ -28,7 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.errors import ExportError
-from edgepose.export.tail import TAIL_MIN_OPSET, TailBuilder
+from edgepose.export.tail import TAIL_MIN_OPSET, TailBuilder, copy_for_tail
 from edgepose.onnxkit.graph import default_opset
 from edgepose.spec import DETECTIONS_NAME, MAX_DET_NAME, NUM_DETS_NAME, SCORE_THR_NAME, TAIL_PREFIX
 
@@ -82,12 +82,8 @@ def append_topk_tail(
             f"--max-det {max_det} is more than the {num_candidates} candidates the graph scores; "
             f"use --max-det {num_candidates} or less (or a larger input size)"
         )
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out, batch = copy_for_tail(model, batch)
     g = out.graph
-    if batch is None:
-        dim = g.input[0].type.tensor_type.shape.dim[0]
-        batch = dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
     taken = {i.name for i in g.input} | {i.name for i in g.initializer}
     for name in (SCORE_THR_NAME, MAX_DET_NAME):
         if name in taken:

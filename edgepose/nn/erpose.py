@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from edgepose.nn.blocks import ConvBNAct
 from edgepose.nn.config import Activation, HeadKind, ModelConfig
-from edgepose.nn.model import _NECK_DEPTH, _STAGE_DEPTHS, _STAGE_WIDTHS, Backbone, Neck, _depth, _width
+from edgepose.nn.model import backbone_and_neck
 
 BOX_KPT_CONF = 0.5  # keypoints at or above this confidence span the derived box
 BOX_MARGIN = 0.1  # the derived box grows by this share of its width/height on each side
@@ -115,12 +115,7 @@ class ERPoseModel(nn.Module):
         self.cfg = cfg
         self.strides = tuple(cfg.strides)
         self.num_keypoints = cfg.num_keypoints
-        L = len(cfg.strides)
-        widths = [_width(c, cfg.width_multiple) for c in _STAGE_WIDTHS[L]]
-        depths = [_depth(n, cfg.depth_multiple) for n in _STAGE_DEPTHS[L]]
-        chans = widths[2:]  # strides 8 .. max
-        self.backbone = Backbone(widths, depths, cfg.activation)
-        self.neck = Neck(chans, _depth(_NECK_DEPTH, cfg.depth_multiple), cfg.activation)
+        self.backbone, self.neck, chans = backbone_and_neck(cfg)
         self.head = ERPoseHead(chans, self.num_keypoints, cfg.activation)
         self._init_biases()
 

@@ -108,6 +108,16 @@ class Head(nn.Module):
         return outs
 
 
+def backbone_and_neck(cfg: ModelConfig) -> tuple[Backbone, Neck, list[int]]:
+    """The family's shared trunk for `cfg` (both heads sit on it) and the neck's output channels per level."""
+    n_levels = len(cfg.strides)
+    widths = [_width(c, cfg.width_multiple) for c in _STAGE_WIDTHS[n_levels]]
+    depths = [_depth(n, cfg.depth_multiple) for n in _STAGE_DEPTHS[n_levels]]
+    chans = widths[2:]  # strides 8 .. max
+    backbone = Backbone(widths, depths, cfg.activation)  # before the neck: the seeded init order
+    return backbone, Neck(chans, _depth(_NECK_DEPTH, cfg.depth_multiple), cfg.activation), chans
+
+
 class PoseModel(nn.Module):
     """YOLO-Pose network: (B, 3, H, W) RGB in [0, 1] -> per level raw maps (B, A, H/s, W/s, 6 + 3K)."""
 
@@ -118,11 +128,7 @@ class PoseModel(nn.Module):
         self.num_keypoints = cfg.num_keypoints
         self.num_anchors = cfg.num_anchors
         L = len(cfg.strides)
-        widths = [_width(c, cfg.width_multiple) for c in _STAGE_WIDTHS[L]]
-        depths = [_depth(n, cfg.depth_multiple) for n in _STAGE_DEPTHS[L]]
-        chans = widths[2:]  # strides 8 .. max
-        self.backbone = Backbone(widths, depths, cfg.activation)
-        self.neck = Neck(chans, _depth(_NECK_DEPTH, cfg.depth_multiple), cfg.activation)
+        self.backbone, self.neck, chans = backbone_and_neck(cfg)
         self.head = Head(chans, self.num_anchors, self.num_keypoints)
         anchors = torch.tensor(cfg.anchors, dtype=torch.float32).view(L, self.num_anchors, 2)  # (L, A, 2)
         self.register_buffer("anchors", anchors)
