@@ -28,8 +28,14 @@ def settings_lines(result: BenchResult) -> list[str]:
         f"per model, models interleaved (rounds of {SWITCH_BLOCK} timed calls each, rotating order), "
         f"at score {lat['conf']} IoU {lat['iou']} (deployment setting); "
         "p50/p90 of pre + infer + post; FPS = 1000 / p50",
+        "fidelity (no labels needed): each model's people compared with its float model's on the same images "
+        "(float detections with score >= 0.25, matched by OKS with the COCO sigmas): OKS→float = mean OKS "
+        "(a lost person counts 0), Kept % = share found again (OKS >= 0.5, score >= 0.25), Score Δ = mean "
+        "|score difference| of the matched people",
         "kernels: from onnxruntime's optimized graph — 'fused int8' ran integer kernels; 'emulated' ran "
-        "dequantize + float kernels (16-bit QDQ on CPU: not a board figure)",
+        "dequantize + float kernels on quantized weights (16-bit QDQ on CPU: not a board figure); 'float' "
+        "ran float kernels on float weights (float islands of a cpu-float mixed model); mixed/npu16 keeps "
+        "16-bit islands (emulates a 16-bit NPU), mixed/cpu-float keeps float islands (for CPUs)",
         f"machine: {s['machine']}; onnxruntime {s['onnxruntime']}; edgepose {s['edgepose']}",
     ]
 

@@ -9,15 +9,16 @@ from edgepose.spec import Precision
 
 # (header, row -> cell) for the terminal table and bench.md; AP figures shown x100 (COCO points).
 COLUMNS: tuple[str, ...] = (
-    "Model", "Variant", "AP", "AP50", "AP75", "AR", "ΔAP", "p50 ms", "p90 ms", "FPS",
-    "pre/infer/post ms", "Size MB", "16-bit %", "Kernels",
+    "Model", "Variant", "AP", "AP50", "AP75", "AR", "ΔAP", "OKS→float", "Kept %", "Score Δ", "p50 ms",
+    "p90 ms", "FPS", "pre/infer/post ms", "Size MB", "16-bit %", "Kernels",
 )  # fmt: skip
 ROW_KEYS: tuple[str, ...] = (
     "label", "model", "source", "variant", "name", "input_size", "cached",
-    "ap", "ap50", "ap75", "ar", "delta_ap", "num_images", "num_detections",
+    "ap", "ap50", "ap75", "ar", "delta_ap", "fidelity_oks", "fidelity_recovered", "fidelity_score_mae",
+    "fidelity_refs", "num_images", "num_detections",
     "p50_ms", "p90_ms", "fps", "preprocess_ms", "inference_ms", "postprocess_ms", "runs", "warmup",
     "size_bytes", "size_mb", "layers_16bit_pct", "kernel_mode", "fused_int8_layers", "emulated_layers",
-    "float_layers",
+    "float_layers", "flavour",
 )  # fmt: skip
 
 
@@ -49,6 +50,12 @@ class BenchRow:
     kernels: KernelCounts
     group: str = ""
     delta_ap: float | None = None  # ap - the group's float ap; None when the group has no float row
+    # Fidelity to the group's float row on the same images (edgepose.quant.fidelity); None without one.
+    fidelity_oks: float | None = None  # mean OKS to the float model's people (score >= 0.25)
+    fidelity_recovered: float | None = None  # share of those found again (OKS >= 0.5, score >= 0.25)
+    fidelity_score_mae: float | None = None  # mean |score - float score| over the matched people
+    fidelity_refs: int | None = None  # how many float detections were compared
+    flavour: str = ""  # mixed models: "cpu-float" (float islands) or "npu16" (16-bit islands, emulated)
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {k: getattr(self, k) for k in ROW_KEYS if hasattr(self, k)}
@@ -66,10 +73,14 @@ class BenchRow:
         pts = lambda v: f"{100 * v:.1f}"  # noqa: E731
         delta = "n/a" if self.delta_ap is None else f"{100 * self.delta_ap:+.1f}".replace("+0.0", "0.0")
         pct = "–" if self.layers_16bit_pct is None else f"{self.layers_16bit_pct:.0f}"
+        oks = "–" if self.fidelity_oks is None else f"{self.fidelity_oks:.3f}"
+        kept = "–" if self.fidelity_recovered is None else f"{100 * self.fidelity_recovered:.1f}"
+        sdiff = "–" if self.fidelity_score_mae is None else f"{self.fidelity_score_mae:.3f}"
+        variant = self.variant.value + (f"/{self.flavour}" if self.flavour else "")
         split = f"{self.preprocess_ms:.1f}/{self.inference_ms:.1f}/{self.postprocess_ms:.1f}"
         return (
-            self.label, self.variant.value, pts(self.ap), pts(self.ap50), pts(self.ap75), pts(self.ar),
-            delta, f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
+            self.label, variant, pts(self.ap), pts(self.ap50), pts(self.ap75), pts(self.ar),
+            delta, oks, kept, sdiff, f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
             f"{self.size_bytes / 1e6:.2f}", pct, self.kernels.describe(),
         )  # fmt: skip
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from edgepose import __version__, fsio
 from edgepose.bench.accuracy import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, Accuracy, ValSet, evaluate, load_val
 from edgepose.bench.cache import DEFAULT_CACHE_DIR, BenchCache
+from edgepose.bench.fidelity import FidelityReferences, fidelity_cells
 from edgepose.bench.inputs import Candidate, SourceKind, prepare_checkpoint, resolve_inputs
 from edgepose.bench.kernels import count_layers, optimized_kernels, read_nodes
 from edgepose.bench.latency import (
@@ -27,6 +28,7 @@ from edgepose.bench.report import write_reports
 from edgepose.bench.result import BenchResult, BenchRow, fill_delta_ap
 from edgepose.bench.variants import ALL_VARIANTS
 from edgepose.errors import ConfigError, ModelFileError
+from edgepose.quant.fidelity import Fidelity
 from edgepose.spec import METADATA_PREFIX, SCORE_THR_NAME, PoseSpec, Precision
 
 if TYPE_CHECKING:
@@ -56,13 +58,27 @@ def layers_16bit_pct(spec: PoseSpec, props: dict[str, str], model_path: Path) ->
 
 
 def _evaluate(
-    cand: Candidate, val: ValSet, *, threads: int, progress: Progress | None, warn: Warn
-) -> tuple[PoseEstimator, Accuracy]:
-    """Open `cand` and score its accuracy on `val` (evaluation setting)."""
+    cand: Candidate,
+    val: ValSet,
+    *,
+    threads: int,
+    progress: Progress | None,
+    warn: Warn,
+    refs: FidelityReferences,
+) -> tuple[PoseEstimator, Accuracy, Fidelity | None]:
+    """Open `cand` and score its accuracy on `val` (evaluation setting), and its fidelity to float."""
     from edgepose.runtime.estimator import PoseEstimator
 
     est = PoseEstimator(cand.path, threads=threads)
     spec = est.spec
+    group = _group(cand, spec)
+    meter = None
+    if spec.precision is Precision.FLOAT and not refs.has(group):
+        on_image = refs.recorder(group, spec.sigmas)
+    elif spec.precision is not Precision.FLOAT and (hook := refs.comparer(group, spec.sigmas)):
+        on_image, meter = hook
+    else:
+        on_image = None
     label = cand.label
     if cand.variant is not None and spec.precision is not cand.variant:  # a cache file replaced by hand
         raise ModelFileError(
@@ -76,11 +92,24 @@ def _evaluate(
         )
     stage = f"evaluate {label} {spec.precision.value}"
     acc = evaluate(est, val, conf=EVAL_CONF, iou=EVAL_IOU, max_det=min(EVAL_MAX_DET, spec.max_det),
-                   progress=(lambda d, n: progress(stage, d, n)) if progress else None)  # fmt: skip
-    return est, acc
+                   progress=(lambda d, n: progress(stage, d, n)) if progress else None,
+                   on_image=on_image)  # fmt: skip
+    return est, acc, meter.result() if meter is not None else None
 
 
-def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threads: int) -> BenchRow:
+def _group(cand: Candidate, spec: PoseSpec) -> str:
+    return cand.group or f"{spec.name}@{spec.input_size[0]}x{spec.input_size[1]}"
+
+
+def mixed_flavour(props: dict[str, str]) -> str:
+    """'cpu-float' (float islands, for CPUs) or 'npu16' (16-bit islands, emulating an NPU); '' otherwise."""
+    high = json.loads(props.get(QUANT_METHOD_KEY, "{}")).get("high_precision")
+    return {"float": "cpu-float", "int16": "npu16"}.get(high or "", "")
+
+
+def _row(
+    cand: Candidate, est: PoseEstimator, acc: Accuracy, fid: Fidelity | None, lat: Latency, threads: int
+) -> BenchRow:
     spec = est.spec
     kernels = optimized_kernels(cand.path, threads)
     props = est.session.get_modelmeta().custom_metadata_map
@@ -92,7 +121,7 @@ def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threa
         p90_ms=lat.p90_ms, fps=lat.fps, preprocess_ms=lat.preprocess_ms, inference_ms=lat.inference_ms,
         postprocess_ms=lat.postprocess_ms, runs=lat.runs, warmup=lat.warmup,
         size_bytes=cand.path.stat().st_size, layers_16bit_pct=layers_16bit_pct(spec, props, cand.path),
-        kernels=kernels, group=cand.group or f"{spec.name}@{spec.input_size[0]}x{spec.input_size[1]}",
+        kernels=kernels, group=_group(cand, spec), flavour=mixed_flavour(props), **fidelity_cells(fid),
     )  # fmt: skip
 
 
@@ -168,9 +197,10 @@ def run_bench(
         select_images(find_images(calib), num_calib)  # fail fast: before any export or quantization
     from edgepose.runtime.session import open_session
 
+    precision: dict[Path, Precision] = {}
     for m in inputs:  # fail fast: a bad ONNX (no metadata, not ONNX) is reported before any export
         if m.kind is SourceKind.ONNX:
-            open_session(m.path, threads)
+            precision[m.path] = open_session(m.path, threads)[1].precision
 
     cache = BenchCache(Path(cache_dir))
     candidates: list[Candidate] = []
@@ -182,11 +212,17 @@ def run_bench(
                                              num_calib=num_calib, cache=cache, threads=threads,
                                              progress=progress)  # fmt: skip
 
-    evaluated = [_evaluate(c, val, threads=threads, progress=progress, warn=on_warning) for c in candidates]
+    # Float rows first: the others are compared with them image by image (fidelity); table order kept.
+    refs = FidelityReferences()
+    kind = [c.variant or precision.get(c.path) for c in candidates]
+    first = sorted(range(len(candidates)), key=lambda i: kind[i] is not Precision.FLOAT)
+    done = {i: _evaluate(candidates[i], val, threads=threads, progress=progress, warn=on_warning, refs=refs)
+            for i in first}  # fmt: skip
+    evaluated = [done[i] for i in range(len(candidates))]
     # Latency after all accuracy runs, every model timed in the same rounds (see measure_latencies).
     stage = f"latency, {len(candidates)} model(s) interleaved"
     lats = measure_latencies(
-        [est for est, _ in evaluated],
+        [est for est, _, _ in evaluated],
         image,
         runs=runs,
         warmup=warmup,
@@ -197,8 +233,8 @@ def run_bench(
     rows: list[BenchRow] = []
     warned_sizes: set[tuple[int, int]] = set()
     val_size = val.typical_size()
-    for cand, (est, acc), lat in zip(candidates, evaluated, lats, strict=True):
-        row = _row(cand, est, acc, lat, threads)
+    for cand, (est, acc, fid), lat in zip(candidates, evaluated, lats, strict=True):
+        row = _row(cand, est, acc, fid, lat, threads)
         if row.input_size != val_size and row.input_size not in warned_sizes:
             warned_sizes.add(row.input_size)
             h, w = row.input_size

@@ -121,7 +121,7 @@ def bench(
     for row in result.rows:
         table.add_row(*row.cells())
     # Piped output (logs, CI, README captures) gets the whole table on one line per row, not 80 columns.
-    (console if console.is_terminal else Console(width=200)).print(table)
+    (console if console.is_terminal else Console(width=260)).print(table)
     for line in settings_lines(result):
         console.print(line, highlight=False, soft_wrap=True)
     if result.reused:

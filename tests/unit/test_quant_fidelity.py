@@ -1,0 +1,95 @@
+"""Fidelity to float: OKS matching against the float model's people, with numbers worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgepose.quant.fidelity import AREA_RATIO, Detections, FidelityMeter, box_iou, fidelity, oks_matrix
+
+SIGMAS = (0.05, 0.05, 0.1)
+
+
+def _dets(
+    rows: list[tuple[tuple[float, float, float, float], float, list[tuple[float, float, float]]]],
+) -> Detections:
+    boxes = np.array([r[0] for r in rows], np.float64).reshape(-1, 4)
+    scores = np.array([r[1] for r in rows], np.float64)
+    kpts = np.array([r[2] for r in rows], np.float64).reshape(-1, 3, 3)
+    return Detections(boxes, scores, kpts)
+
+
+PERSON = ((10.0, 20.0, 30.0, 60.0), 0.9, [(15.0, 25.0, 0.9), (20.0, 40.0, 0.8), (25.0, 55.0, 0.2)])
+
+
+def _moved(dx: float, score: float = 0.9) -> tuple:
+    box, _, kpts = PERSON
+    return box, score, [(x + dx, y, v) for x, y, v in kpts]
+
+
+def test_identical_detections_are_perfect() -> None:
+    f = fidelity([_dets([PERSON])], [_dets([PERSON])], SIGMAS)
+    assert (f.num_ref, f.mean_oks, f.recovered, f.score_mae, f.box_iou, f.drop) == (
+        1,
+        1.0,
+        1.0,
+        0.0,
+        1.0,
+        0.0,
+    )
+
+
+def test_oks_of_a_shift_counts_only_visible_keypoints() -> None:
+    ref, cand = _dets([PERSON]), _dets([_moved(2.0)])
+    s2 = 20.0 * 40.0 * AREA_RATIO
+    # keypoint 3 has confidence 0.2 < 0.5: not scored
+    want = np.mean([math.exp(-4.0 / (2 * s2 * (2 * 0.05) ** 2))] * 2)
+    assert oks_matrix(ref, cand, SIGMAS)[0, 0] == pytest.approx(want, rel=1e-12)
+    f = fidelity([ref], [cand], SIGMAS)
+    assert f.mean_oks == pytest.approx(want, rel=1e-12) and f.drop == pytest.approx(1 - want, rel=1e-12)
+
+
+def test_score_change_lost_people_and_deployment_threshold() -> None:
+    ref = _dets([PERSON, ((100.0, 100.0, 140.0, 180.0), 0.5, [(110.0, 110.0, 1.0)] * 3)])
+    # the first person scores 0.2 now (matched, OKS 1, but no longer kept at 0.25); the second is gone
+    other = _dets([_moved(0.0, score=0.2)])
+    f = fidelity([ref], [other], SIGMAS)
+    assert f.num_ref == 2
+    assert f.mean_oks == pytest.approx(0.5)  # (1 + 0) / 2
+    assert f.recovered == 0.0
+    assert f.score_mae == pytest.approx(0.7)
+    assert f.drop == pytest.approx(1 - (1.0 * (1 - 0.7)) / 2)
+
+
+def test_low_score_float_detections_are_not_references_and_empty_images_are_fine() -> None:
+    weak = _dets([_moved(0.0, score=0.1)])
+    f = fidelity([weak, Detections.empty(3)], [Detections.empty(3), _dets([PERSON])], SIGMAS)
+    assert f.num_ref == 0 and f.mean_oks == 1.0 and f.drop == 0.0
+
+
+def test_greedy_matching_in_descending_float_score() -> None:
+    a = _dets([_moved(0.0, 0.6), _moved(0.5, 0.95)])  # two float people at almost the same place
+    one = _dets([_moved(0.5, 0.9)])
+    m = FidelityMeter(SIGMAS)
+    m.add(a, one)
+    f = m.result()
+    # the 0.95 person (exact match) takes the only candidate; the 0.6 one is lost
+    assert f.num_ref == 2 and f.mean_oks == pytest.approx(0.5)
+    assert f.score_mae == pytest.approx(0.05)
+
+
+def test_box_iou_numbers() -> None:
+    a = np.array([[0.0, 0.0, 10.0, 10.0]])
+    b = np.array([[5.0, 0.0, 15.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    np.testing.assert_allclose(box_iou(a, b), [[50.0 / 150.0, 0.0]])
+
+
+def test_from_rows_reads_the_end_to_end_layout() -> None:
+    rows = np.zeros((5, 6 + 9), np.float32)
+    rows[0, :6] = [1, 2, 3, 4, 0.7, 0]
+    rows[0, 6:] = np.arange(9)
+    d = Detections.from_rows(rows, 1, 3)
+    assert len(d) == 1 and d.scores[0] == pytest.approx(0.7)
+    np.testing.assert_allclose(d.keypoints[0], np.arange(9).reshape(3, 3))
