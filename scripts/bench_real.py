@@ -152,8 +152,9 @@ def run_fold(model: Path, data: Path, out: Path, args: argparse.Namespace, rever
     cwd = Path.cwd()
     os.chdir(out)  # table labels: file names, not long paths
     try:
-        res = run_bench([p.name for p in paths], eval_dir.name, threads=args.threads, runs=args.runs,
-                        out_dir=".")  # fmt: skip
+        res = run_bench(
+            [p.name for p in paths], eval_dir.name, threads=args.threads, runs=args.runs, out_dir="."
+        )
     finally:
         os.chdir(cwd)
     return {"split": split, "seconds": seconds, "reports": reports, "bench": res}
@@ -209,8 +210,10 @@ def report(folds: list[dict], model: Path, data: Path, args: argparse.Namespace)
         for i, r in enumerate(rows[0]):
             d = [rr[i].delta_ap for rr in rows if rr[i].delta_ap is not None]
             o = [rr[i].fidelity_oks for rr in rows if rr[i].fidelity_oks is not None]
-            out.append(f"- {r.cells()[1]}: ΔAP {100 * sum(d) / len(d):+.1f}" + (
-                f", OKS→float {sum(o) / len(o):.3f}" if o else ""))  # fmt: skip
+            out.append(
+                f"- {r.cells()[1]}: ΔAP {100 * sum(d) / len(d):+.1f}"
+                + (f", OKS→float {sum(o) / len(o):.3f}" if o else "")
+            )
     return "\n".join(out) + "\n"
 
 

@@ -32,12 +32,61 @@ def quantize(
     ] = None,
     max_drop: Annotated[
         float | None,
-        typer.Option("--max-drop", help="--mixed: max raw-output NMSE vs float, e.g. 0.01."),
+        typer.Option(
+            "--max-drop",
+            help="--mixed: instead of --budget, the largest fidelity drop vs float (1 - mean OKS x score "
+            "agreement with the float model's people), e.g. 0.01; the fewest layers meeting it.",
+        ),
     ] = None,
     high_precision: Annotated[
         HighPrecision,
-        typer.Option("--high-precision", help="--mixed: int16 (NPU-like) or float (fastest on CPUs)."),
+        typer.Option(
+            "--high-precision",
+            help="--mixed flavour: int16 = 16-bit islands, for 16-bit NPUs (emulated on CPUs); float = float "
+            "islands that stay float in onnxruntime, for CPUs.",
+        ),
     ] = HighPrecision.INT16,
+    latency_aware: Annotated[
+        bool,
+        typer.Option(
+            "--latency-aware",
+            help="--mixed: prefer layers that take few MACs off the fused int8 kernels (their own and "
+            "their int8 neighbours').",
+        ),
+    ] = False,
+    equalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--equalize/--no-equalize",
+            help="Cross-layer equalization of Conv-ReLU-Conv pairs. Default: kept if it measures better.",
+            show_default=False,
+        ),
+    ] = None,
+    tight_ranges: Annotated[
+        bool | None,
+        typer.Option(
+            "--tight-ranges/--no-tight-ranges",
+            help="Clip Sigmoid/SiLU inputs where they saturate. Default: kept if it measures better.",
+            show_default=False,
+        ),
+    ] = None,
+    rounding: Annotated[
+        bool | None,
+        typer.Option(
+            "--rounding/--no-rounding",
+            help="Fit 8-bit weight rounding to calibration activations "
+            "(AdaRound-style). Default: kept if it measures better.",
+            show_default=False,
+        ),
+    ] = None,
+    bias_correction: Annotated[
+        bool | None,
+        typer.Option(
+            "--bias-correction/--no-bias-correction",
+            help="Per-channel bias correction. Default: kept if it measures better.",
+            show_default=False,
+        ),
+    ] = None,
     method: Annotated[CalibMethod, typer.Option("--method", help="Calibration method.")] = CalibMethod.MINMAX,
     out: Annotated[
         Path | None, typer.Option("--out", help="Output model (default: MODEL.<precision>.onnx).")
@@ -47,6 +96,7 @@ def quantize(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from edgepose.quant.optimize import Options
     from edgepose.quant.quantize import check_options, quantize_model, report_path
     from edgepose.spec import Precision
 
@@ -58,6 +108,8 @@ def quantize(
         raise ConfigError("--budget and --max-drop apply to --mixed only; add --mixed or drop them")
     if budget is not None and max_drop is not None:
         raise ConfigError("give --budget or --max-drop, not both")
+    if latency_aware and not mixed:
+        raise ConfigError("--latency-aware applies to --mixed only; add --mixed or drop it")
     precision = Precision.MIXED if mixed else (Precision.INT8 if bits == 8 else Precision.INT16)
     check_options(precision, budget, max_drop)
 
@@ -81,12 +133,15 @@ def quantize(
             high_precision=high_precision,
             method=method,
             progress=progress,
+            options=Options(equalize, tight_ranges, rounding, bias_correction),
+            latency_aware=latency_aware,
         )
 
     table = Table(title=f"{Path(report.output).name}: per-layer precision", title_justify="left")
-    for col, just in (("layer", "left"), ("op", "left"), ("sensitivity", "right"), ("SQNR dB", "right")):
+    for col, just in (("layer", "left"), ("op", "left"), ("task sensitivity", "right"), ("rank", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     table.add_column("precision")
+    table.add_column("optimizations")
     for row in report.rows():
         style = None if row[4] == "int8" or precision is not Precision.MIXED else "bold"
         table.add_row(*row, style=style)

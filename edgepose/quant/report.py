@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 
+from edgepose.quant.fidelity import Fidelity
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
 from edgepose.spec import Precision
 
@@ -15,14 +15,11 @@ class LayerRow:
     name: str
     op: str
     precision: LayerPrecision
-    sensitivity: float | None = None  # raw-output NMSE with only this layer at 8 bits (--mixed only)
-    rank: int | None = None  # 1 = most sensitive
-
-    @property
-    def sqnr_db(self) -> float | None:
-        if self.sensitivity is None:
-            return None
-        return math.inf if self.sensitivity <= 0 else -10.0 * math.log10(self.sensitivity)
+    # Task sensitivity (--mixed): the fidelity drop with only this layer at 8 bits (edgepose.quant.taskprobe)
+    sensitivity: float | None = None
+    rank: int | None = None  # 1 = promoted first
+    optimizations: list[str] = field(default_factory=list)  # kept 8-bit stages that changed this layer
+    macs: int | None = None  # multiply-accumulates per image (--mixed)
 
 
 @dataclass
@@ -45,6 +42,14 @@ class QuantReport:
     num_probe_images: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Fidelity to float on the probe images (edgepose.quant.fidelity), measured on the written model,
+    # and on the all-8-bit model with the kept optimizations (for int8 and mixed).
+    fidelity: Fidelity | None = None
+    fidelity_int8: Fidelity | None = None
+    optimizations: list[dict[str, object]] = field(default_factory=list)  # optimize.OptimizationLog
+    search: list[str] = field(default_factory=list)  # --mixed: each plan tried, predicted vs measured
+    predicted_drop: float | None = None  # --mixed: the chosen plan's additive prediction
+    latency_aware: bool | None = None
 
     def high_precision_layers(self) -> list[str]:
         """Layers kept above 8 bits by the plan (--mixed), in graph order."""
@@ -64,7 +69,9 @@ class QuantReport:
             d[k] = d[k].value if d[k] is not None else None
         for row, r in zip(d["layers"], self.layers, strict=True):  # type: ignore[call-overload]
             row["precision"] = r.precision.value
-            row["sqnr_db"] = None if r.sqnr_db is None or math.isinf(r.sqnr_db) else round(r.sqnr_db, 2)
+        for k in ("fidelity", "fidelity_int8"):
+            f = getattr(self, k)
+            d[k] = f.to_dict() if f is not None else None
         d["high_precision_layers"] = self.high_precision_layers()
         d["fraction_high"] = self.fraction_high
         return d
@@ -72,13 +79,13 @@ class QuantReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
-    def rows(self) -> list[tuple[str, str, str, str, str]]:
-        """(layer, op, sensitivity, SQNR dB, precision) per layer, graph order."""
+    def rows(self) -> list[tuple[str, str, str, str, str, str]]:
+        """(layer, op, task sensitivity, rank, precision, optimizations) per layer, graph order."""
         out = []
         for r in self.layers:
-            sens = "-" if r.sensitivity is None else f"{r.sensitivity:.3g}"
-            db = "-" if r.sqnr_db is None else ("inf" if math.isinf(r.sqnr_db) else f"{r.sqnr_db:.1f}")
-            out.append((r.name, r.op, sens, db, r.precision.value))
+            sens = "-" if r.sensitivity is None else f"{r.sensitivity:.4f}"
+            rank = "-" if r.rank is None else str(r.rank)
+            out.append((r.name, r.op, sens, rank, r.precision.value, ", ".join(r.optimizations) or "-"))
         return out
 
     def summary(self) -> list[str]:
@@ -92,11 +99,37 @@ class QuantReport:
             f"calibration: {self.num_calib} images, {self.method.value}; activations {self.activation_type}, "
             f"weights {self.weight_type} per-channel; opset {self.opset}",
         ]
+        if self.fidelity is not None:
+            f = self.fidelity
+            line = (
+                f"fidelity to float ({self.num_probe_images} probe images, {f.num_ref} people): mean OKS "
+                f"{f.mean_oks:.4f}, kept {100 * f.recovered:.1f}%, score Δ {f.score_mae:.4f}, "
+                f"drop {f.drop:.4f}"
+            )
+            if self.fidelity_int8 is not None and self.precision is Precision.MIXED:
+                line += f" (all 8-bit: drop {self.fidelity_int8.drop:.4f})"
+            if self.predicted_drop is not None:
+                line += f"; predicted drop {self.predicted_drop:.4f}"
+            lines.append(line)
         if self.raw_nmse is not None:
-            err = f"raw-output error vs float (NMSE, {self.num_probe_images} images): {self.raw_nmse:.3g}"
-            if self.raw_nmse_int8 is not None:
-                gain = 1.0 - self.raw_nmse / self.raw_nmse_int8 if self.raw_nmse_int8 > 0 else 0.0
-                err += f" (all 8-bit: {self.raw_nmse_int8:.3g}; {100 * gain:.0f}% of that error removed)"
-            lines.append(err)
+            lines.append(
+                f"raw-output error vs float (NMSE, {self.num_probe_images} images): {self.raw_nmse:.3g}"
+            )
+        for step in self.optimizations:
+            lines.append("optimization " + _describe_step(step))
+        for trial in self.search:
+            lines.append("mixed search: " + trial)
         lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
         return lines + self.notes
+
+
+def _describe_step(step: dict[str, object]) -> str:
+    before, after = step.get("drop_before"), step.get("drop_after")
+    verdict = "kept" if step.get("kept") else "dropped (measured no better)"
+    drops = (
+        f"fidelity drop {before:.4f} -> {after:.4f}, "
+        if isinstance(before, float) and isinstance(after, float)
+        else ""
+    )
+    detail = f"; {step['detail']}" if step.get("detail") else ""
+    return f"{step['stage']}: {drops}{verdict}{detail} ({step.get('seconds', 0):.1f} s)"
