@@ -23,7 +23,7 @@ from edgepose.quant import biascorr, equalize, ranges, rounding
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.fidelity import DEFAULT_REF_CONF, Fidelity
 from edgepose.quant.graph import Layer, body_model, find_layers, float_nodes
-from edgepose.quant.optimize import OptimizationLog, Options, StepRecord, try_stage
+from edgepose.quant.optimize import OptimizationLog, Options, StepRecord, better, try_stage
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
 from edgepose.quant.plan import PrecisionPlan
 from edgepose.quant.report import LayerRow
@@ -369,7 +369,7 @@ def keep_equalization(
     )
     plain.probe, plain.check = engine.probe, engine.check
     before = plain.measure(plain.build(original, int8))
-    keep = after.drop < before.drop
+    keep = better(after.drop, before.drop)
     names = [n.name for n in engine.model.graph.node if n.name in {la.name for la in engine.layers}]
     log.steps.append(
         StepRecord(
@@ -403,7 +403,7 @@ def final_bias_pass(
     fixed, bc = biascorr.apply_bias_correction(prepared, engine.layers, err)
     q2 = engine.build(fixed, plan, cache)
     after = engine.measure(q2)
-    keep = after.drop < before.drop
+    keep = better(after.drop, before.drop)
     log.steps.append(
         StepRecord(
             "biascorr (final plan)",

@@ -135,6 +135,27 @@ class FidelityMeter:
             if oks[r, c] >= self.recover_oks and other.scores[c] >= self.ref_conf:
                 self.num_recovered += 1
 
+    def add_paired(self, float_dets: Detections, other: Detections) -> None:
+        """One image whose rows correspond one to one (the other model evaluated at the float model's
+        selected candidates, e.g. with the float NMS selection fed in): no matching, so no NMS flips."""
+        if len(float_dets) != len(other):
+            raise ValueError(f"paired detections differ in length: {len(float_dets)} vs {len(other)}")
+        keep = np.flatnonzero(float_dets.scores >= self.ref_conf)
+        if not keep.size:
+            return
+        ref = Detections(float_dets.boxes[keep], float_dets.scores[keep], float_dets.keypoints[keep])
+        oth = Detections(other.boxes[keep], other.scores[keep], other.keypoints[keep])
+        oks = np.array([oks_matrix(ref, oth, self.sigmas)[i, i] for i in range(len(keep))])
+        iou = np.diag(box_iou(ref.boxes, oth.boxes))
+        err = np.abs(oth.scores - ref.scores)
+        self.num_ref += len(keep)
+        self.num_matched += len(keep)
+        self.sum_oks += float(oks.sum())
+        self.sum_agree += float(np.sum(oks * np.clip(1.0 - err, 0.0, None)))
+        self.sum_score_err += float(err.sum())
+        self.sum_iou += float(iou.sum())
+        self.num_recovered += int(np.sum((oks >= self.recover_oks) & (oth.scores >= self.ref_conf)))
+
     def result(self) -> Fidelity:
         n, m = max(1, self.num_ref), max(1, self.num_matched)
         if not self.num_ref:  # no confident float detection at all: nothing to lose

@@ -7,10 +7,10 @@ Stages, in the order they act on the model (each its own module, all numpy + onn
 - rounding   weights rounded to minimise each layer's output error (edgepose.quant.rounding);
 - biascorr   per-channel bias correction of the quantized model's mean errors (edgepose.quant.biascorr).
 
-"Measured" means fidelity to float (edgepose.quant.fidelity) of the real quantized model on the probe
-images, before and after the stage: a stage that does not lower the fidelity drop is dropped again and
-the report says so. An option forced on (True) is kept whatever it measures; forced off (False) is
-not run; None (the default) is "auto".
+"Measured" means fidelity to float (edgepose.quant.fidelity) of the real quantized model on the check
+images, before and after the stage: a stage that does not lower the fidelity drop by MIN_GAIN is
+dropped again and the report says so. An option forced on (True) is kept whatever it measures;
+forced off (False) is not run; None (the default) is "auto".
 """
 
 from __future__ import annotations
@@ -23,6 +23,15 @@ from edgepose.quant.fidelity import Fidelity
 
 # The stages, in order; the CLI and the report spell them this way.
 STAGES = ("equalize", "ranges", "rounding", "biascorr")
+# "Measures better" means a fidelity drop at least this much lower (relative): smaller differences are
+# within what 16 images can tell apart (on the shipped edgepose-n, fitted rounding measured 2.8% better
+# on the check images and 0.2 AP worse on 200 others).
+MIN_GAIN = 0.05
+
+
+def better(after: float, before: float) -> bool:
+    """Whether a drop of `after` is a real improvement on `before`."""
+    return after < before * (1.0 - MIN_GAIN)
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ def try_stage(
     state, before = current
     new_state, detail, layers = apply()
     after = measure(new_state)
-    keep = wanted is True or after.drop < before.drop
+    keep = wanted is True or better(after.drop, before.drop)
     log.steps.append(
         StepRecord(stage, keep, before.drop, after.drop, time.perf_counter() - t, detail, layers)
     )

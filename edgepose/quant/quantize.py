@@ -274,6 +274,7 @@ def quantize_model(
                     model_path,
                     calib.paths,
                     method=method.value,
+                    unit="anchored fidelity drop",
                     probe=num_probe_images,
                     kept=log.kept(),
                     ort=ort.__version__,
@@ -309,7 +310,9 @@ def quantize_model(
         if plan.high() and "biascorr" in log.kept():  # the plan's own mean errors, one more pass
             q, prepared = final_bias_pass(engine, q, prepared, plan, final_cache, log)
         seconds["quantize"] = time.perf_counter() - t
-        fid = engine.measure(q)
+        fid = engine.measure(q)  # at the float model's detections: the search's unit
+        assert engine.check is not None
+        fid_e2e = engine.check.fidelity_end_to_end(q)  # as bench measures it
         probe_images = engine.check.images if engine.check else []
         raw = nmse(
             raw_outputs(q, probe_images, threads), raw_outputs(body_model(original), probe_images, threads)
@@ -360,7 +363,8 @@ def quantize_model(
         num_probe_images=len(probe_images),
         seconds={k: round(v, 2) for k, v in seconds.items()},
         notes=notes,
-        fidelity=fid,
+        fidelity=fid_e2e,
+        fidelity_anchored=fid,
         fidelity_int8=fid_int8,
         optimizations=log.to_dict(),
         search=describe_trials(outcome.search) if outcome else [],

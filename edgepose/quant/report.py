@@ -42,9 +42,12 @@ class QuantReport:
     num_probe_images: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    # Fidelity to float on the probe images (edgepose.quant.fidelity), measured on the written model,
-    # and on the all-8-bit model with the kept optimizations (for int8 and mixed).
+    # Fidelity to float on the check images (edgepose.quant.fidelity) of the written model: end to end
+    # (its own NMS, people matched by OKS: what bench reports) and at the float model's detections
+    # (the float NMS selection fed in: the unit of the search, the optimizations and --max-drop);
+    # fidelity_int8: the all-8-bit model with the kept optimizations, in that second unit.
     fidelity: Fidelity | None = None
+    fidelity_anchored: Fidelity | None = None
     fidelity_int8: Fidelity | None = None
     optimizations: list[dict[str, object]] = field(default_factory=list)  # optimize.OptimizationLog
     search: list[str] = field(default_factory=list)  # --mixed: each plan tried, predicted vs measured
@@ -69,7 +72,7 @@ class QuantReport:
             d[k] = d[k].value if d[k] is not None else None
         for row, r in zip(d["layers"], self.layers, strict=True):  # type: ignore[call-overload]
             row["precision"] = r.precision.value
-        for k in ("fidelity", "fidelity_int8"):
+        for k in ("fidelity", "fidelity_anchored", "fidelity_int8"):
             f = getattr(self, k)
             d[k] = f.to_dict() if f is not None else None
         d["high_precision_layers"] = self.high_precision_layers()
@@ -101,15 +104,18 @@ class QuantReport:
         ]
         if self.fidelity is not None:
             f = self.fidelity
-            line = (
-                f"fidelity to float ({self.num_probe_images} probe images, {f.num_ref} people): mean OKS "
-                f"{f.mean_oks:.4f}, kept {100 * f.recovered:.1f}%, score Δ {f.score_mae:.4f}, "
+            lines.append(
+                f"fidelity to float, end to end ({self.num_probe_images} images, {f.num_ref} people): "
+                f"mean OKS {f.mean_oks:.4f}, kept {100 * f.recovered:.1f}%, score Δ {f.score_mae:.4f}, "
                 f"drop {f.drop:.4f}"
             )
+        if self.fidelity_anchored is not None:
+            drop = self.fidelity_anchored.drop
+            line = f"fidelity drop at the float model's detections (search unit): {drop:.4f}"
             if self.fidelity_int8 is not None and self.precision is Precision.MIXED:
-                line += f" (all 8-bit: drop {self.fidelity_int8.drop:.4f})"
+                line += f" (all 8-bit: {self.fidelity_int8.drop:.4f})"
             if self.predicted_drop is not None:
-                line += f"; predicted drop {self.predicted_drop:.4f}"
+                line += f"; predicted {self.predicted_drop:.4f}"
             lines.append(line)
         if self.raw_nmse is not None:
             lines.append(

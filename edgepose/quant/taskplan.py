@@ -197,7 +197,7 @@ def search(
 
 def describe_trials(result: SearchResult) -> list[str]:
     return [
-        f"{t.size} layers: predicted drop {t.predicted:.4f}, measured {t.measured.drop:.4f} "
+        f"{t.size} layers: predicted drop {t.predicted:.6f}, measured {t.measured.drop:.6f} "
         f"(mean OKS {t.measured.mean_oks:.4f}), {100 * t.unfused_macs:.0f}% of MACs off fused int8"
         for t in result.trials
     ]

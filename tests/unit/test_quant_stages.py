@@ -187,7 +187,7 @@ def _fid(drop: float) -> Fidelity:
 
 @pytest.mark.parametrize(
     ("wanted", "new_drop", "kept"),
-    [(None, 0.1, True), (None, 0.3, False), (True, 0.3, True), (False, 0.1, False)],
+    [(None, 0.1, True), (None, 0.3, False), (None, 0.195, False), (True, 0.3, True), (False, 0.1, False)],
 )
 def test_try_stage_keeps_only_what_measures_better_unless_forced(
     wanted: bool | None, new_drop: float, kept: bool
