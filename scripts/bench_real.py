@@ -10,7 +10,8 @@ photos); otherwise --model and --data are required. Steps:
    with --folds 2 a second run swaps the roles: the last --num-calib calibrate, the rest evaluate);
 2. `edgepose export --from-onnx` (evaluation thresholds baked in);
 3. `edgepose quantize`: int16, int8, mixed for 16-bit NPUs (16-bit islands, `--high-precision int16`)
-   and mixed for CPUs (float islands, `--high-precision float`), every optimization at its default;
+   and mixed for CPUs (float islands, `--high-precision float --latency-aware`), every optimization at
+   its default (kept where it measures better); the second mixed run reuses the first one's probe;
 4. `edgepose bench` of all five files in ONE run (latency interleaved), fidelity to float included;
 5. OUT/real.md: the split (which photos calibrated, which evaluated), the table, each quantization's
    time and notes; OUT/fold*/bench.{json,md,png}.
@@ -114,7 +115,11 @@ VARIANTS: tuple[tuple[str, dict[str, object], str], ...] = (
     ("int16", {"precision": "int16"}, "every layer 16-bit (emulated on CPU)"),
     ("int8", {"precision": "int8"}, "every layer 8-bit"),
     ("mixed-npu16", {"precision": "mixed", "high_precision": "int16"}, "16-bit islands: for 16-bit NPUs"),
-    ("mixed-cpu", {"precision": "mixed", "high_precision": "float"}, "float islands: for CPUs"),
+    (
+        "mixed-cpu",
+        {"precision": "mixed", "high_precision": "float", "latency_aware": True},
+        "float islands, latency-aware: for CPUs",
+    ),
 )
 
 

@@ -93,3 +93,16 @@ def test_from_rows_reads_the_end_to_end_layout() -> None:
     d = Detections.from_rows(rows, 1, 3)
     assert len(d) == 1 and d.scores[0] == pytest.approx(0.7)
     np.testing.assert_allclose(d.keypoints[0], np.arange(9).reshape(3, 3))
+
+
+def test_paired_rows_need_no_matching() -> None:
+    a = _dets([PERSON, ((100.0, 100.0, 140.0, 180.0), 0.1, [(110.0, 110.0, 1.0)] * 3)])
+    b = _dets([_moved(2.0, score=0.7), ((0.0, 0.0, 1.0, 1.0), 0.9, [(0.0, 0.0, 1.0)] * 3)])
+    m = FidelityMeter(SIGMAS)
+    m.add_paired(a, b)  # row 1 scores 0.1 in float: not a reference, whatever the other model did there
+    f = m.result()
+    want = oks_matrix(_dets([PERSON]), _dets([_moved(2.0)]), SIGMAS)[0, 0]
+    assert f.num_ref == 1 and f.mean_oks == pytest.approx(want) and f.score_mae == pytest.approx(0.2)
+    assert f.drop == pytest.approx(1 - want * 0.8)
+    with pytest.raises(ValueError, match="paired detections differ in length: 2 vs 1"):
+        m.add_paired(a, _dets([PERSON]))
