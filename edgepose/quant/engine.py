@@ -23,7 +23,7 @@ from edgepose.quant import biascorr, equalize, ranges, rounding
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.fidelity import DEFAULT_REF_CONF, Fidelity
 from edgepose.quant.graph import Layer, body_model, find_layers, float_nodes
-from edgepose.quant.optimize import OptimizationLog, Options, StepRecord, better, try_stage
+from edgepose.quant.optimize import OptimizationLog, Options, StepRecord, better, choose_prefix
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
 from edgepose.quant.plan import PrecisionPlan
 from edgepose.quant.report import LayerRow
@@ -135,14 +135,11 @@ class Engine:
         q8 = self.build(self.model, int8)
         if self.probe is None:
             self.start_probe(q8)
-        state: tuple[object, Fidelity] = ((self.model, self.cache), self.measure(q8))
+        plain = self.measure(q8)
+        path: list[tuple[onnx.ModelProto, Path, Fidelity]] = [(self.model, self.cache, plain)]
+        steps: list[StepRecord] = []
 
-        def measure(s: object) -> Fidelity:
-            m, c = s  # type: ignore[misc]
-            return self.measure(self.build(m, int8, c))
-
-        def do_ranges() -> tuple[object, str]:
-            m, c = state[0]  # type: ignore[misc]
+        def do_ranges(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
             tight, changes = ranges.tighten(ranges.load_ranges(c), self.model.graph)
             new_cache = self.tmp / "calibration-tight.json"
             ranges.save_ranges(tight, new_cache)
@@ -152,34 +149,48 @@ class Engine:
                 f"(8-bit step up to {widest:.1f}x finer)"
             )
             readers = _layer_readers(self.layers, self.model.graph, self.tail, {c.tensor for c in changes})
-            return (m, new_cache), detail, readers
+            return m, new_cache, detail, readers
 
-        def do_rounding() -> tuple[object, str]:
-            m, c = state[0]  # type: ignore[misc]
+        def do_rounding(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
             images = self.calib.subset(NUM_ROUNDING_IMAGES)
             mom = rounding.input_moments(body_model(m), self.layers, images, self.threads)
             fitted, rep = rounding.fit_rounding(m, self.layers, mom)
             detail = f"{len(rep.layers)} conv layers fitted, their weight output error -{100 * rep.gain:.0f}%"
-            return (fitted, c), detail, sorted(rep.layers)
+            return fitted, c, detail, sorted(rep.layers)
 
-        def do_biascorr() -> tuple[object, str]:
-            m, c = state[0]  # type: ignore[misc]
+        def do_biascorr(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
             q = self.build(m, int8, c)
-            err = biascorr.local_errors(
-                q, self.body, self.layers, self.calib.subset(NUM_BIAS_IMAGES), self.threads
-            )
+            images = self.calib.subset(NUM_BIAS_IMAGES)
+            err = biascorr.local_errors(q, self.body, self.layers, images, self.threads)
             fixed, bc = biascorr.apply_bias_correction(m, self.layers, err)
             return (
-                (fixed, c),
+                fixed,
+                c,
                 f"{len(bc.errors)} layers, mean |channel shift| {bc.mean_abs:.4f}",
                 sorted(bc.errors),
             )
 
-        for stage, fn in (("ranges", do_ranges), ("rounding", do_rounding), ("biascorr", do_biascorr)):
+        stages = [
+            (n, f)
+            for n, f in (("ranges", do_ranges), ("rounding", do_rounding), ("biascorr", do_biascorr))
+            if options.wanted(n) is not False
+        ]
+        for name, fn in stages:  # each on top of the previous: the stages interact (optimize.choose_prefix)
             if self.tick:
-                self.tick(f"optimize {stage}", 0, 1)
-            state = try_stage(log, stage, options.wanted(stage), state, fn, measure)
-        (m8, cache8), fid = state  # type: ignore[misc]
+                self.tick(f"optimize {name}", 0, 1)
+            t = time.perf_counter()
+            m, c, _ = path[-1]
+            m2, c2, detail, changed = fn(m, c)
+            fid = self.measure(self.build(m2, int8, c2))
+            steps.append(
+                StepRecord(name, False, path[-1][2].drop, fid.drop, time.perf_counter() - t, detail, changed)
+            )
+            path.append((m2, c2, fid))
+        k = choose_prefix([p[2].drop for p in path], [options.wanted(n) is True for n, _ in stages])
+        for i, step in enumerate(steps):
+            step.kept = i < k
+        log.steps.extend(steps)
+        m8, cache8, fid = path[k]
         return m8, cache8, fid
 
     # --- mixed precision ----------------------------------------------------------------------------

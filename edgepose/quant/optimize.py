@@ -2,24 +2,21 @@
 
 Stages, in the order they act on the model (each its own module, all numpy + onnxruntime):
 - equalize   cross-layer equalization of Conv -> ReLU -> Conv pairs (edgepose.quant.equalize), before
-             calibration because it changes the activation ranges;
+             calibration because it changes the activation ranges; measured on its own;
 - ranges     Sigmoid/SiLU inputs clipped where they saturate (edgepose.quant.ranges);
 - rounding   weights rounded to minimise each layer's output error (edgepose.quant.rounding);
 - biascorr   per-channel bias correction of the quantized model's mean errors (edgepose.quant.biascorr).
 
 "Measured" means fidelity to float (edgepose.quant.fidelity) of the real quantized model on the check
-images, before and after the stage: a stage that does not lower the fidelity drop by MIN_GAIN is
-dropped again and the report says so. An option forced on (True) is kept whatever it measures;
-forced off (False) is not run; None (the default) is "auto".
+images after each stage, the stages applied one on top of the other; choose_prefix keeps the best
+prefix of that path. An option forced on (True) is kept whatever it measures; forced off (False) is
+not run; None (the default) is "auto".
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from edgepose.quant.fidelity import Fidelity
 
 # The stages, in order; the CLI and the report spell them this way.
 STAGES = ("equalize", "ranges", "rounding", "biascorr")
@@ -62,7 +59,7 @@ class StepRecord:
     def describe(self) -> str:
         if self.drop_before is None or self.drop_after is None:
             return f"{self.stage}: {self.detail} ({self.seconds:.1f} s)"
-        verdict = "kept" if self.kept else "dropped (measured no better)"
+        verdict = "kept" if self.kept else "dropped (not in the best measured prefix)"
         return (
             f"{self.stage}: fidelity drop {self.drop_before:.4f} -> {self.drop_after:.4f}, {verdict}"
             + (f"; {self.detail}" if self.detail else "")
@@ -100,23 +97,16 @@ class OptimizationLog:
         ]
 
 
-def try_stage(
-    log: OptimizationLog,
-    stage: str,
-    wanted: bool | None,
-    current: tuple[object, Fidelity],
-    apply: Callable[[], tuple[object, str, list[str]]],
-    measure: Callable[[object], Fidelity],
-) -> tuple[object, Fidelity]:
-    """Run one stage on `current` (state, fidelity); keep the result if wanted or if it measures better."""
-    if wanted is False:
-        return current
-    t = time.perf_counter()
-    state, before = current
-    new_state, detail, layers = apply()
-    after = measure(new_state)
-    keep = wanted is True or better(after.drop, before.drop)
-    log.steps.append(
-        StepRecord(stage, keep, before.drop, after.drop, time.perf_counter() - t, detail, layers)
-    )
-    return (new_state, after) if keep else (state, before)
+def choose_prefix(drops: Sequence[float], forced: Sequence[bool]) -> int:
+    """How many stages of a cumulative path to keep.
+
+    `drops[k]` is the fidelity drop after the first k stages (drops[0]: none); `forced[k - 1]` says
+    stage k was asked for explicitly. The stages interact - on YOLO11n-pose (calibrating on the last 64
+    photos) tight ranges alone measured 4% better, then fitted rounding 11% and bias correction 25%
+    more, while each alone on the plain model measured no better - so the whole path is measured and
+    its best prefix kept: the shortest one within MIN_GAIN of the best, and not shorter than the last
+    forced stage.
+    """
+    least = max((k + 1 for k, f in enumerate(forced) if f), default=0)
+    best = min(drops[least:])
+    return next(k for k in range(least, len(drops)) if not better(best, drops[k]))

@@ -307,7 +307,9 @@ def quantize_model(
         tick("quantize", 0, 1)
         t = time.perf_counter()
         q = _quantize(prepared, plan, final_cache, method, tmp, "final")
-        if plan.high() and "biascorr" in log.kept():  # the plan's own mean errors, one more pass
+        if plan.high() and any(
+            "biascorr" in k for k in log.kept()
+        ):  # the plan's own mean errors, one more pass
             q, prepared = final_bias_pass(engine, q, prepared, plan, final_cache, log)
         seconds["quantize"] = time.perf_counter() - t
         fid = engine.measure(q)  # at the float model's detections: the search's unit

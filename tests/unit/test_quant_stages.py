@@ -1,4 +1,4 @@
-"""The 8-bit stages on tiny onnx.helper graphs: ranges, equalization, rounding, bias correction, try_stage."""
+"""The 8-bit stages on tiny onnx.helper graphs: ranges, equalization, rounding, bias correction, the path."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.quant import biascorr, equalize, ranges, rounding
 from edgepose.quant.calib import CalibrationSet
-from edgepose.quant.fidelity import Fidelity
 from edgepose.quant.graph import body_model, find_layers, load_float_model
-from edgepose.quant.optimize import OptimizationLog, try_stage
+from edgepose.quant.optimize import OptimizationLog, StepRecord, choose_prefix
 from edgepose.quant.plan import CalibMethod, PrecisionPlan
 from edgepose.quant.quantize import _calibrate, _quantize
 from edgepose.spec import INPUT_NAME
@@ -180,25 +179,19 @@ def test_bias_correction_removes_the_local_mean_error(tiny: tuple[Path, Path]) -
     np.testing.assert_allclose(t1, _run(body, x, ["c1_out"])[0], rtol=1e-5, atol=1e-5)
 
 
-# --- try_stage ------------------------------------------------------------
-def _fid(drop: float) -> Fidelity:
-    return Fidelity(1, 1 - drop, 1.0, 0.0, 1.0, drop)
+# --- choose_prefix --------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("wanted", "new_drop", "kept"),
-    [(None, 0.1, True), (None, 0.3, False), (None, 0.195, False), (True, 0.3, True), (False, 0.1, False)],
-)
-def test_try_stage_keeps_only_what_measures_better_unless_forced(
-    wanted: bool | None, new_drop: float, kept: bool
-) -> None:
+def test_choose_prefix_keeps_the_best_path_prefix() -> None:
+    # YOLO11n-pose, the second split: each stage alone little better, the path much better
+    assert choose_prefix([0.0924, 0.0886, 0.0786, 0.0589], [False] * 3) == 3
+    # the shipped edgepose-n: rounding 2.8% better than nothing, within the 5% noise: keep nothing
+    assert choose_prefix([0.0462, 0.0462, 0.0449, 0.0455], [False] * 3) == 0
+    assert choose_prefix([0.1, 0.05, 0.0495, 0.2], [False] * 3) == 1  # the shortest within 5% of the best
+    assert choose_prefix([0.1, 0.05, 0.0495, 0.2], [False, False, True]) == 3  # forced: kept whatever
+    assert choose_prefix([0.1], []) == 0
     log = OptimizationLog()
-    state = try_stage(
-        log, "x", wanted, ("old", _fid(0.2)), lambda: ("new", "d", ["L"]), lambda s: _fid(new_drop)
-    )
-    assert state[0] == ("new" if kept else "old")
-    if wanted is False:
-        assert log.steps == []
-    else:
-        assert log.steps[0].kept is kept and log.kept() == (["x"] if kept else [])
-        assert log.per_layer() == ({"L": ["x"]} if kept else {})
+    log.steps.append(StepRecord("ranges", True, 0.1, 0.05, 1.0, "d", ["L1"]))
+    log.steps.append(StepRecord("rounding", False, 0.05, 0.06, 1.0, "d", ["L2"]))
+    assert log.kept() == ["ranges"] and log.per_layer() == {"L1": ["ranges"]}
+    assert "dropped" in log.steps[1].describe() and "0.0500 -> 0.0600" in log.steps[1].describe()
