@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +19,14 @@ from edgepose.data.convert import coco_json
 from edgepose.data.types import PoseDataset
 from edgepose.errors import ConfigError, DataError
 from edgepose.runtime.estimator import PoseEstimator
+from edgepose.runtime.results import PoseResult
 from edgepose.runtime.sources import read_image
 from edgepose.spec import ANNOTATIONS_FILE
 
 # COCOeval scores keypoints with maxDets=[20] and drops the rest per image: keeping only the 20 best
 # detections of each image gives identical metrics and bounds the memory per image.
 COCO_KPT_MAX_DETS = 20
+OnImage = Callable[[int, PoseResult], None]  # (image index, detections in original pixels)
 
 
 @dataclass(frozen=True)
@@ -81,16 +84,19 @@ def evaluate(
     iou: float | None,
     max_det: int | None,
     progress: StageProgress | None = None,
+    on_image: OnImage | None = None,
 ) -> Accuracy:
     """Run every val image through `estimator` and score the detections with pycocotools.
 
     Images are read one at a time and scored in chunks (edgepose.bench.cocostream), so memory stays
-    flat however many images the val set has.
+    flat however many images the val set has. `on_image` sees every image's detections (fidelity).
     """
     scorer = StreamingKeypointEval(val.dataset)
     total = len(val)
     for i, rec in enumerate(val.dataset.records):
         res = estimator(read_image(val.dataset.image_path(rec)), conf=conf, iou=iou, max_det=max_det)
+        if on_image is not None:
+            on_image(i, res)
         top = np.argsort(-res.scores, kind="stable")[:COCO_KPT_MAX_DETS]
         scorer.add(rec, detections_to_coco(rec.image_id, res.boxes[top], res.scores[top], res.keypoints[top]))
         if progress:

@@ -51,8 +51,8 @@ class KernelCounts:
     """Weighted layers outside the decode/NMS tail, by how onnxruntime executes them."""
 
     fused_int: int  # integer kernels (QLinearConv, ConvInteger, ...)
-    emulated: int  # float kernels fed by DequantizeLinear: quantized in the file, float when run
-    float_layers: int  # float kernels on float inputs
+    emulated: int  # float kernels on dequantized weights: quantized in the file, float arithmetic when run
+    float_layers: int  # float kernels on float weights (a float model, or the float islands of a mixed one)
 
     @property
     def mode(self) -> KernelMode:
@@ -65,9 +65,14 @@ class KernelCounts:
         return KernelMode.FLOAT
 
     def describe(self) -> str:
-        if self.mode is KernelMode.PARTLY_FUSED:
-            return f"{self.fused_int} fused int8, {self.emulated} emulated"
-        return self.mode.value
+        """e.g. 'fused int8', 'emulated', '63 fused int8, 8 emulated, 28 float'."""
+        if self.mode is KernelMode.FLOAT:
+            return self.mode.value
+        parts = [(self.fused_int, "fused int8"), (self.emulated, "emulated"), (self.float_layers, "float")]
+        present = [(n, what) for n, what in parts if n]
+        if len(present) == 1:
+            return present[0][1]
+        return ", ".join(f"{n} {what}" for n, what in present)
 
 
 # --- a minimal reader of the ONNX protobuf ------------------------------------------------------------
@@ -141,7 +146,12 @@ def read_nodes(path: str | os.PathLike[str]) -> list[Node]:
 
 
 def count_kernels(nodes: list[Node]) -> KernelCounts:
-    """Classify the weighted layers outside the tail (its nodes keep TAIL_PREFIX through optimization)."""
+    """Classify the weighted layers outside the tail (its nodes keep TAIL_PREFIX through optimization).
+
+    A float kernel is 'emulated' when its weights come from a DequantizeLinear (a quantized layer run
+    in float), and 'float' when they are float constants, whatever its activation input is: a float
+    island reads the dequantized 8-bit tensor of its int8 neighbour and still computes in float.
+    """
     dq_outputs = {o for n in nodes if n.op_type == _DEQUANTIZE for o in n.outputs}
     fused = emulated = plain = 0
     for n in nodes:
@@ -150,7 +160,8 @@ def count_kernels(nodes: list[Node]) -> KernelCounts:
         if n.op_type in FUSED_INT_OPS:
             fused += 1
         elif n.op_type in FLOAT_LAYER_OPS:
-            if any(i in dq_outputs for i in n.inputs):
+            weights = n.inputs[1:2] if n.op_type != "MatMul" else n.inputs[:2]
+            if any(i in dq_outputs for i in weights):
                 emulated += 1
             else:
                 plain += 1

@@ -12,6 +12,7 @@ from edgepose import fsio
 from edgepose.bench.latency import SWITCH_BLOCK
 from edgepose.bench.result import COLUMNS, BenchResult, BenchRow
 from edgepose.errors import OutputError
+from edgepose.quant.fidelity import DEFAULT_REF_CONF, RECOVER_OKS
 from edgepose.spec import Precision
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def settings_lines(result: BenchResult) -> list[str]:
     return [
         "AP, AP50, AP75, AR in COCO points (x100); ΔAP = AP - the AP of the float row named in ΔAP vs: the "
         "float model this file is or was quantized from, by file content (n/a when it is not benchmarked); "
-        "16-bit % = share of weighted layers at 16 bits; mixed-int16 / mixed-float: what --mixed kept its "
+        "16-bit % = share of weighted layers at 16 bits; mixed-npu16 / mixed-cpu: what --mixed kept its "
         "sensitive layers at",
         f"accuracy: COCO OKS keypoint AP on {s['num_images']} images of {s['data']}, score >= {ev['conf']} "
         f"IoU {ev['iou']} max {ev['max_det']} detections (evaluation setting; checkpoints are exported "
@@ -37,8 +38,15 @@ def settings_lines(result: BenchResult) -> list[str]:
         f"per model, models interleaved (rounds of {SWITCH_BLOCK} timed calls each, rotating order), "
         f"at score {lat['conf']} IoU {lat['iou']} (deployment setting); "
         "p50/p90 of pre + infer + post; FPS = 1000 / p50",
+        "fidelity (no labels needed): each model's people compared with its float model's on the same "
+        f"images (float detections with score >= {DEFAULT_REF_CONF}, matched by OKS with the COCO "
+        "sigmas): OKS→float = mean OKS (a lost person counts 0), Kept % = share found again "
+        f"(OKS >= {RECOVER_OKS}, score >= {DEFAULT_REF_CONF}), Score Δ = mean |score difference| of the "
+        "matched people",
         "kernels: from onnxruntime's optimized graph — 'fused int8' ran integer kernels; 'emulated' ran "
-        "dequantize + float kernels (16-bit QDQ on CPU: not a board figure)",
+        "dequantize + float kernels on quantized weights (16-bit QDQ on CPU: not a board figure); 'float' "
+        "ran float kernels on float weights (float islands of a mixed-cpu model); mixed-npu16 keeps "
+        "16-bit islands (emulates a 16-bit NPU), mixed-cpu keeps float islands (for CPUs)",
         f"machine: {s['machine']}; onnxruntime {s['onnxruntime']}; edgepose {s['edgepose']}",
     ]
 

@@ -10,12 +10,13 @@ from edgepose.spec import Precision
 
 # (header, row -> cell) for the terminal table and bench.md; AP figures shown x100 (COCO points).
 COLUMNS: tuple[str, ...] = (
-    "Model", "Variant", "AP", "AP50", "AP75", "AR", "ΔAP", "ΔAP vs", "p50 ms", "p90 ms", "FPS",
-    "pre/infer/post ms", "Size MB", "16-bit %", "Kernels",
+    "Model", "Variant", "AP", "AP50", "AP75", "AR", "ΔAP", "ΔAP vs", "OKS→float", "Kept %", "Score Δ",
+    "p50 ms", "p90 ms", "FPS", "pre/infer/post ms", "Size MB", "16-bit %", "Kernels",
 )  # fmt: skip
 ROW_KEYS: tuple[str, ...] = (
     "label", "model", "source", "variant", "variant_label", "name", "input_size", "cached", "lineage",
-    "ap", "ap50", "ap75", "ar", "delta_ap", "delta_ap_vs", "num_images", "num_detections",
+    "ap", "ap50", "ap75", "ar", "delta_ap", "delta_ap_vs", "fidelity_oks", "fidelity_recovered",
+    "fidelity_score_mae", "fidelity_refs", "num_images", "num_detections",
     "p50_ms", "p90_ms", "fps", "preprocess_ms", "inference_ms", "postprocess_ms", "runs", "warmup",
     "size_bytes", "size_mb", "layers_16bit_pct", "kernel_mode", "fused_int8_layers", "emulated_layers",
     "float_layers",
@@ -52,6 +53,11 @@ class BenchRow:
     lineage: str = ""  # sha256 of the float model this file is or was quantized from ("": not recorded)
     delta_ap: float | None = None  # ap - the same lineage's float ap; None without such a float row
     delta_ap_vs: str | None = None  # the label of that float row
+    # Fidelity to the same lineage's float row on the same images (edgepose.quant.fidelity); None without.
+    fidelity_oks: float | None = None  # mean OKS to the float people (score >= deployment threshold)
+    fidelity_recovered: float | None = None  # share of those found again (quant.fidelity: recovered)
+    fidelity_score_mae: float | None = None  # mean |score - float score| over the matched people
+    fidelity_refs: int | None = None  # how many float detections were compared
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {k: getattr(self, k) for k in ROW_KEYS if hasattr(self, k)}
@@ -69,11 +75,14 @@ class BenchRow:
         """The COLUMNS of this row as display strings."""
         delta = "n/a" if self.delta_ap is None else f"{100 * self.delta_ap:+.1f}".replace("+0.0", "0.0")
         pct = "–" if self.layers_16bit_pct is None else f"{self.layers_16bit_pct:.0f}"
+        oks = "–" if self.fidelity_oks is None else f"{self.fidelity_oks:.3f}"
+        kept = "–" if self.fidelity_recovered is None else f"{100 * self.fidelity_recovered:.1f}"
+        sdiff = "–" if self.fidelity_score_mae is None else f"{self.fidelity_score_mae:.3f}"
         split = f"{self.preprocess_ms:.1f}/{self.inference_ms:.1f}/{self.postprocess_ms:.1f}"
         return (
             self.label, self.variant_label or self.variant.value,
             *map(points, (self.ap, self.ap50, self.ap75, self.ar)), delta, self.delta_ap_vs or "n/a",
-            f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
+            oks, kept, sdiff, f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
             f"{self.size_bytes / 1e6:.2f}", pct, self.kernels.describe(),
         )  # fmt: skip
 

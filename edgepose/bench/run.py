@@ -15,6 +15,7 @@ import numpy as np
 from edgepose import __version__, fsio
 from edgepose.bench.accuracy import Accuracy, ValSet, evaluate, load_val
 from edgepose.bench.cache import DEFAULT_CACHE_DIR, BenchCache
+from edgepose.bench.fidelity import FidelityReferences, fidelity_cells
 from edgepose.bench.inputs import (
     Candidate,
     InputKind,
@@ -32,6 +33,7 @@ from edgepose.bench.variants import ALL_VARIANTS, high_precision_of, variant_lab
 from edgepose.data.coco_eval import AP_SCALE, AP_SCALE_KEY
 from edgepose.defaults import BENCH_RUNS, BENCH_THREADS, BENCH_WARMUP, DEPLOY, EVAL
 from edgepose.errors import ConfigError, ModelFileError
+from edgepose.quant.fidelity import Fidelity
 from edgepose.quant.options import HighPrecision
 from edgepose.spec import QUANT_PLAN_KEY, QUANT_SOURCE_KEY, SCORE_THR_NAME, PoseSpec, Precision
 
@@ -55,13 +57,29 @@ def layers_16bit_pct(spec: PoseSpec, props: dict[str, str], model_path: Path) ->
 
 
 def _evaluate(
-    cand: Candidate, val: ValSet, *, threads: int, progress: Progress | None, warn: Warn
-) -> tuple[PoseEstimator, Accuracy]:
-    """Open `cand` and score its accuracy on `val` (evaluation setting)."""
+    cand: Candidate,
+    val: ValSet,
+    *,
+    threads: int,
+    progress: Progress | None,
+    warn: Warn,
+    refs: FidelityReferences,
+) -> tuple[PoseEstimator, Accuracy, Fidelity | None]:
+    """Open `cand` and score its accuracy on `val` (evaluation setting), and its fidelity to float."""
     from edgepose.runtime.estimator import PoseEstimator
 
     est = PoseEstimator(cand.path, threads=threads)
     spec = est.spec
+    group = lineage(cand, spec, est.session.get_modelmeta().custom_metadata_map)[0]
+    meter = None
+    if not group:  # a quantized file whose float model is not recorded: nothing to compare with
+        on_image = None
+    elif spec.precision is Precision.FLOAT and not refs.has(group):
+        on_image = refs.recorder(group, spec.sigmas)
+    elif spec.precision is not Precision.FLOAT and (hook := refs.comparer(group, spec.sigmas)):
+        on_image, meter = hook
+    else:
+        on_image = None
     label = cand.label
     if cand.variant is not None and spec.precision is not cand.variant:  # a cache file replaced by hand
         raise ModelFileError(
@@ -74,8 +92,9 @@ def _evaluate(
             f"{spec.conf_threshold:g}, which understates AP (re-export with --conf {EVAL.conf})"
         )
     acc = evaluate(est, val, conf=EVAL.conf, iou=EVAL.iou, max_det=min(EVAL.max_det, spec.max_det),
-                   progress=for_stage(progress, f"evaluate {label} {spec.precision.value}"))  # fmt: skip
-    return est, acc
+                   progress=for_stage(progress, f"evaluate {label} {spec.precision.value}"),
+                   on_image=on_image)  # fmt: skip
+    return est, acc, meter.result() if meter is not None else None
 
 
 def lineage(cand: Candidate, spec: PoseSpec, props: dict[str, str]) -> tuple[str, str]:
@@ -90,7 +109,9 @@ def lineage(cand: Candidate, spec: PoseSpec, props: dict[str, str]) -> tuple[str
     return str(source.get("sha256", "")), str(source.get("file", ""))
 
 
-def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threads: int) -> BenchRow:
+def _row(
+    cand: Candidate, est: PoseEstimator, acc: Accuracy, fid: Fidelity | None, lat: Latency, threads: int
+) -> BenchRow:
     spec = est.spec
     kernels = optimized_kernels(cand.path, threads)
     props = est.session.get_modelmeta().custom_metadata_map
@@ -103,7 +124,7 @@ def _row(cand: Candidate, est: PoseEstimator, acc: Accuracy, lat: Latency, threa
         postprocess_ms=lat.postprocess_ms, runs=lat.runs, warmup=lat.warmup,
         size_bytes=cand.path.stat().st_size, layers_16bit_pct=layers_16bit_pct(spec, props, cand.path),
         kernels=kernels, variant_label=variant_label(spec.precision, props),
-        lineage=lineage(cand, spec, props)[0],
+        lineage=lineage(cand, spec, props)[0], **fidelity_cells(fid),
     )  # fmt: skip
 
 
@@ -189,9 +210,27 @@ def _candidates(
     return out
 
 
+def _evaluate_all(
+    candidates: Sequence[Candidate], val: ValSet, *, threads: int, progress: Progress | None, warn: Warn
+) -> list[tuple[PoseEstimator, Accuracy, Fidelity | None]]:
+    """Every candidate's accuracy and fidelity, float rows first (the others are compared with them image
+    by image); the result keeps the candidates' order."""
+    from edgepose.runtime.session import open_session
+
+    def is_float(c: Candidate) -> bool:
+        precision = c.variant or open_session(c.path, threads)[1].precision  # ONNX files: their metadata
+        return precision is Precision.FLOAT
+
+    refs = FidelityReferences()
+    first = sorted(range(len(candidates)), key=lambda i: not is_float(candidates[i]))
+    done = {i: _evaluate(candidates[i], val, threads=threads, progress=progress, warn=warn, refs=refs)
+            for i in first}  # fmt: skip
+    return [done[i] for i in range(len(candidates))]
+
+
 def _rows(
     candidates: Sequence[Candidate],
-    evaluated: Sequence[tuple[PoseEstimator, Accuracy]],
+    evaluated: Sequence[tuple[PoseEstimator, Accuracy, Fidelity | None]],
     lats: Sequence[Latency],
     *,
     threads: int,
@@ -199,11 +238,11 @@ def _rows(
 ) -> list[BenchRow]:
     """One row per model file, ΔAP filled in; warns where a quantized file's float model is not known."""
     rows = [
-        _row(c, est, acc, lat, threads)
-        for c, (est, acc), lat in zip(candidates, evaluated, lats, strict=True)
+        _row(c, est, acc, fid, lat, threads)
+        for c, (est, acc, fid), lat in zip(candidates, evaluated, lats, strict=True)
     ]
     fill_delta_ap(rows)
-    for cand, (est, _), row in zip(candidates, evaluated, rows, strict=True):
+    for cand, (est, _, _), row in zip(candidates, evaluated, rows, strict=True):
         if row.delta_ap is not None:
             continue
         digest, name = lineage(cand, est.spec, est.session.get_modelmeta().custom_metadata_map)
@@ -283,11 +322,11 @@ def run_bench(
     cache = BenchCache(Path(cache_dir))
     candidates = _candidates(inputs, variants, calib=calib, num_calib=num_calib, cache=cache, threads=threads,
                              progress=progress)  # fmt: skip
-    evaluated = [_evaluate(c, val, threads=threads, progress=progress, warn=on_warning) for c in candidates]
+    evaluated = _evaluate_all(candidates, val, threads=threads, progress=progress, warn=on_warning)
     # Latency after all accuracy runs, every model timed in the same rounds (see measure_latencies), at the
     # deployment setting (what a board runs).
     lats = measure_latencies(
-        [est for est, _ in evaluated],
+        [est for est, _, _ in evaluated],
         image,
         runs=runs,
         warmup=warmup,

@@ -36,8 +36,8 @@ def parse_variants(text: str) -> tuple[Precision, ...]:
 # The two --mixed flavours differ by what their sensitive layers are kept at (the file's recorded
 # high_precision). This is the one place they are named: a rename (e.g. "mixed for NPU") is one line here.
 MIXED_LABELS: dict[HighPrecision, str] = {
-    HighPrecision.INT16: "mixed-int16",
-    HighPrecision.FLOAT: "mixed-float",
+    HighPrecision.INT16: "mixed-npu16",  # 16-bit islands: emulates a 16-bit NPU (TIDL, RKNN, QNN)
+    HighPrecision.FLOAT: "mixed-cpu",  # float islands that run float: for CPUs
 }
 
 
@@ -49,5 +49,5 @@ def high_precision_of(props: Mapping[str, str]) -> HighPrecision:
 
 
 def variant_label(precision: Precision, props: Mapping[str, str]) -> str:
-    """The Variant a person reads: the precision, and for --mixed its flavour (`mixed-int16`)."""
+    """The Variant a person reads: the precision, and for --mixed its flavour (`mixed-npu16`)."""
     return MIXED_LABELS[high_precision_of(props)] if precision is Precision.MIXED else precision.value

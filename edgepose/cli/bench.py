@@ -129,9 +129,12 @@ DROPPED_FIRST = (
     "AP75",
     "16-bit %",
     "Size MB",
+    "Score Δ",
     "AR",
+    "Kept %",
     "AP50",
     "ΔAP vs",
+    "OKS→float",
 )
 
 

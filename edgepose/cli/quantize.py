@@ -21,45 +21,83 @@ if TYPE_CHECKING:
     from edgepose.quant.report import QuantReport
 
 
-@app.command()
-@handle_errors
-def quantize(
-    model: Annotated[Path, typer.Argument(help="Float end-to-end ONNX written by `edgepose export`.")],
-    calib: Annotated[
-        Path, typer.Option("--calib", help="Folder of calibration images (or DIR/images); 32–500 images.")
-    ],
-    num_calib: Annotated[
-        int | None, typer.Option("--num-calib", help="Images used, evenly spread (default: all, <= 500).")
-    ] = None,
-    bits: Annotated[int | None, typer.Option("--bits", help="8 or 16: one precision for all.")] = None,
-    mixed: Annotated[
-        bool, typer.Option("--mixed", help="Keep the most 8-bit-sensitive layers at high precision.")
-    ] = False,
-    budget: Annotated[
-        float | None,
-        typer.Option("--budget", help=f"--mixed: fraction of layers kept high (default {MIXED_BUDGET})."),
-    ] = None,
-    max_drop: Annotated[
-        float | None,
-        typer.Option("--max-drop", help="--mixed: max raw-output NMSE vs float, e.g. 0.01."),
-    ] = None,
-    high_precision: Annotated[
-        HighPrecision,
-        typer.Option("--high-precision", help="--mixed: int16 (NPU-like) or float (fastest on CPUs)."),
-    ] = HighPrecision.INT16,
-    method: Annotated[CalibMethod, typer.Option("--method", help="Calibration method.")] = CalibMethod.MINMAX,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Output model (default: MODEL.<precision>.onnx).")
-    ] = None,
-    force: ForceOpt = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", help="--bits 8/16: also list every layer (--mixed always does).")
-    ] = False,
-) -> None:
-    """Quantize MODEL with onnxruntime (static QDQ, per-channel weights); the decode/NMS tail stays float."""
-    from edgepose.fsio import check_new
-    from edgepose.quant.quantize import check_options, default_output, quantize_model, report_path
+# Options of `edgepose quantize` (typer reads the help, default and parser from each).
+_ModelArg = Annotated[Path, typer.Argument(help="Float end-to-end ONNX written by `edgepose export`.")]
+_CalibOpt = Annotated[
+    Path, typer.Option("--calib", help="Folder of calibration images (or DIR/images); 32–500 images.")
+]
+_NumCalibOpt = Annotated[
+    int | None, typer.Option("--num-calib", help="Images used, evenly spread (default: all, <= 500).")
+]
+_BitsOpt = Annotated[int | None, typer.Option("--bits", help="8 or 16: one precision for all.")]
+_MixedOpt = Annotated[
+    bool, typer.Option("--mixed", help="Keep the most 8-bit-sensitive layers at high precision.")
+]
+_BudgetOpt = Annotated[
+    float | None,
+    typer.Option("--budget", help=f"--mixed: fraction of layers kept high (default {MIXED_BUDGET})."),
+]
+_MaxDropOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-drop",
+        help="--mixed: instead of --budget, the largest fidelity drop vs float (1 - mean OKS x score "
+        "agreement with the float model's people), e.g. 0.01; the fewest layers meeting it.",
+    ),
+]
+_HighPrecisionOpt = Annotated[
+    HighPrecision,
+    typer.Option(
+        "--high-precision",
+        help="--mixed flavour: int16 = 16-bit islands, for 16-bit NPUs (emulated on CPUs); float = float "
+        "islands that stay float in onnxruntime, for CPUs.",
+    ),
+]
+_LatencyAwareOpt = Annotated[
+    bool,
+    typer.Option(
+        "--latency-aware",
+        help="--mixed: prefer layers that take few MACs off the fused int8 kernels (their own and "
+        "their int8 neighbours').",
+    ),
+]
 
+
+def _measured(flag: str, what: str) -> typer.models.OptionInfo:
+    """A --x/--no-x switch whose default (None) means: keep the optimization if it measures better."""
+    return typer.Option(f"--{flag}/--no-{flag}", help=f"{what} Default: kept if it measures better.",
+                        show_default=False)  # fmt: skip
+
+
+_EqualizeOpt = Annotated[
+    bool | None, _measured("equalize", "Cross-layer equalization of Conv-ReLU-Conv pairs.")
+]
+_TightRangesOpt = Annotated[
+    bool | None, _measured("tight-ranges", "Clip Sigmoid/SiLU inputs where they saturate.")
+]
+_RoundingOpt = Annotated[
+    bool | None,
+    _measured("rounding", "Fit 8-bit weight rounding to calibration activations (AdaRound-style)."),
+]
+_BiasCorrectionOpt = Annotated[bool | None, _measured("bias-correction", "Per-channel bias correction.")]
+_MethodOpt = Annotated[
+    CalibMethod,
+    typer.Option("--method", metavar="<method>", help="Calibration method: minmax, percentile or entropy."),
+]
+_OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", help="Output model (default: the input's name with the precision, e.g. m.int8.onnx)."
+    ),
+]
+_VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", help="--bits 8/16: also list every layer (--mixed always does).")
+]
+
+
+def _precision(bits: int | None, mixed: bool, budget: float | None, max_drop: float | None,
+               latency_aware: bool) -> Precision:  # fmt: skip
+    """The precision the options ask for, or a one-line ConfigError for a combination that means nothing."""
     if mixed == (bits is not None):
         raise ConfigError("choose exactly one of --bits 8, --bits 16 or --mixed")
     if bits is not None and bits not in (8, 16):
@@ -68,7 +106,38 @@ def quantize(
         raise ConfigError("--budget and --max-drop apply to --mixed only; add --mixed or drop them")
     if budget is not None and max_drop is not None:
         raise ConfigError("give --budget or --max-drop, not both")
-    precision = Precision.MIXED if mixed else (Precision.INT8 if bits == 8 else Precision.INT16)
+    if latency_aware and not mixed:
+        raise ConfigError("--latency-aware applies to --mixed only; add --mixed or drop it")
+    return Precision.MIXED if mixed else (Precision.INT8 if bits == 8 else Precision.INT16)
+
+
+@app.command()
+@handle_errors
+def quantize(
+    model: _ModelArg,
+    calib: _CalibOpt,
+    num_calib: _NumCalibOpt = None,
+    bits: _BitsOpt = None,
+    mixed: _MixedOpt = False,
+    budget: _BudgetOpt = None,
+    max_drop: _MaxDropOpt = None,
+    high_precision: _HighPrecisionOpt = HighPrecision.INT16,
+    latency_aware: _LatencyAwareOpt = False,
+    equalize: _EqualizeOpt = None,
+    tight_ranges: _TightRangesOpt = None,
+    rounding: _RoundingOpt = None,
+    bias_correction: _BiasCorrectionOpt = None,
+    method: _MethodOpt = CalibMethod.MINMAX,
+    out: _OutOpt = None,
+    force: ForceOpt = False,
+    verbose: _VerboseOpt = False,
+) -> None:
+    """Quantize MODEL with onnxruntime (static QDQ, per-channel weights); the decode/NMS tail stays float."""
+    from edgepose.fsio import check_new
+    from edgepose.quant.optimize import Options
+    from edgepose.quant.quantize import check_options, default_output, quantize_model, report_path
+
+    precision = _precision(bits, mixed, budget, max_drop, latency_aware)
     check_options(precision, budget, max_drop)
     out = out if out is not None else default_output(model, precision)
     for path in (out, report_path(out)):  # the model and its report beside it
@@ -86,6 +155,8 @@ def quantize(
             high_precision=high_precision,
             method=method,
             progress=progress,
+            options=Options(equalize, tight_ranges, rounding, bias_correction),
+            latency_aware=latency_aware,
         )
 
     print_report(report, console, verbose=verbose)
@@ -100,9 +171,10 @@ def print_report(report: QuantReport, out: Console, *, verbose: bool = False) ->
 
     mixed = report.precision is Precision.MIXED
     if mixed or verbose:
-        out.print(_layer_table(report))
-        out.print("NMSE: raw-output error vs float with only that layer at 8 bits (its sensitivity); SQNR = "
-                  "-10 log10(NMSE) dB", highlight=False, soft_wrap=not out.is_terminal)  # fmt: skip
+        out.print(_layer_table(report, out.width))
+        out.print("drop: the layer's task sensitivity, the drop in fidelity to float (1 - mean OKS x score "
+                  "agreement) with only that layer at 8 bits; rank 1 is promoted first", highlight=False,
+                  soft_wrap=not out.is_terminal)  # fmt: skip
     else:
         ops = Counter(layer.op for layer in report.layers)
         out.print(
@@ -114,7 +186,7 @@ def print_report(report: QuantReport, out: Console, *, verbose: bool = False) ->
         out.print(line, highlight=False, soft_wrap=not out.is_terminal)
 
 
-def _layer_table(report: QuantReport) -> Table:
+def _layer_table(report: QuantReport, width: int) -> Table:
     """One row per layer; the layer name is never cut (on a terminal narrower than the longest name, it
     folds onto the next line instead)."""
     from rich import box
@@ -122,11 +194,14 @@ def _layer_table(report: QuantReport) -> Table:
 
     table = Table(title=f"{Path(report.output).name}: per-layer precision", title_justify="left",
                   box=box.SIMPLE_HEAD, padding=0, show_edge=False)  # fmt: skip
-    table.add_column("layer", overflow="fold")
+    longest = max((len(layer.name) for layer in report.layers), default=5)
+    # whole names where the terminal allows (the optimizations column folds first), else folded, never cut
+    table.add_column("layer", overflow="fold", min_width=min(longest, max(8, width - 31)))
     table.add_column("op", no_wrap=True)
-    table.add_column("NMSE", justify="right", no_wrap=True)
-    table.add_column("SQNR", justify="right", no_wrap=True)
-    table.add_column("precision", no_wrap=True)
+    table.add_column("drop", justify="right", no_wrap=True)
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("prec.", no_wrap=True)
+    table.add_column("optimizations", overflow="fold", min_width=4)
     mixed = report.precision is Precision.MIXED
     for layer, row in zip(report.layers, report.rows(), strict=True):
         table.add_row(*row, style="bold" if mixed and layer.precision is not LayerPrecision.INT8 else None)

@@ -19,6 +19,8 @@ from edgepose.errors import CalibrationError
 from edgepose.runtime.preprocess import preprocess
 from edgepose.spec import IMAGE_SUFFIXES, INPUT_NAME, PoseSpec
 
+MIN_CALIB = 4  # fewer and the ranges, the probe images and the bias statistics are guesses
+RECOMMENDED_CALIB = 32
 MAX_CALIB = 500  # more images add time, not accuracy: min/max and histograms saturate well before
 _HINT = "add 32–500 representative images (any size/format) or pass --calib DIR"
 
@@ -78,6 +80,7 @@ class CalibrationSet:
         self, calib_dir: str | os.PathLike[str], spec: PoseSpec, num_calib: int | None = None
     ) -> None:
         self.spec = spec
+        self.calib_dir = Path(calib_dir)  # named in messages (too few images)
         self.paths = select_images(find_images(calib_dir), num_calib)
 
     def __len__(self) -> int:
@@ -114,3 +117,49 @@ class CalibrationReader(CalibrationDataReader):
 
     def rewind(self) -> None:
         self._it = None
+
+
+def check_calibration(calib: CalibrationSet) -> list[str]:
+    """CalibrationError when too few images for the method; warnings (returned) for doubtful images."""
+    need = MIN_CALIB
+    if len(calib) < need:
+        raise CalibrationError(
+            f"{len(calib)} calibration image(s) in {calib.calib_dir} is too few: ranges and the measured "
+            f"checks need at least {need}; add images (32–500 recommended) or pass --calib DIR"
+        )
+    notes = []
+    if len(calib) < RECOMMENDED_CALIB:
+        notes.append(
+            f"warning: {len(calib)} calibration images: ranges from fewer than {RECOMMENDED_CALIB} are a "
+            "guess; add images like the deployment's (32–500)"
+        )
+    h, w = calib.spec.input_size
+    small = gray = 0
+    for p in calib.paths:
+        shape = image_shape(p)
+        if shape is None:
+            continue
+        if max(shape[0] / h, shape[1] / w) < 0.5:
+            small += 1
+        if len(shape) == 2 or shape[2] == 1:
+            gray += 1
+    if small > len(calib) // 2:
+        notes.append(
+            f"warning: {small} of {len(calib)} calibration images are under half the model input "
+            f"({h}x{w}) and get upscaled; calibrate with frames at the deployment's size"
+        )
+    if gray > len(calib) // 2:
+        notes.append(
+            f"warning: {gray} of {len(calib)} calibration images are grayscale but the model reads colour; "
+            "calibrate with frames as the camera delivers them"
+        )
+    return notes
+
+
+def image_shape(path: Path) -> tuple[int, ...] | None:
+    """(H, W[, C]) of an image file as OpenCV decodes it unchanged; None if unreadable."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return None if img is None else tuple(img.shape)

@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from edgepose.errors import ModelFileError
 from edgepose.onnxkit.graph import consumers, dedupe_opsets, default_opset, producers, tail_nodes
@@ -191,3 +192,17 @@ def upgrade_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
     return out
+
+
+def dequantized_initializer(qdq: onnx.ModelProto, dq: onnx.NodeProto) -> np.ndarray:
+    """The float values a DequantizeLinear of an initializer produces (per-tensor or per-channel)."""
+    inits = {t.name: t for t in qdq.graph.initializer}
+    q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+    zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 else 0.0
+    if scale.ndim == 1 and scale.size > 1:
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % q.ndim
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zp = scale.reshape(shape), np.reshape(zp, shape) if np.ndim(zp) else zp  # broadcast on axis
+    return ((q - zp) * scale).astype(np.float32)

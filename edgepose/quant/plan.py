@@ -18,8 +18,9 @@ activation inputs and its weights (per-channel, symmetric).
   quantize_static upgrades the opset anyway when it sees 16-bit types. A tensor read by a 16-bit layer
   is produced at 16 bits, and so is every tensor feeding it through non-layer ops (Concat, ReLU,
   MaxPool, Add, ...), with a 16->8 conversion for the 8-bit layers that also read them.
-- FLOAT: the node is excluded from quantization (weights and arithmetic float; it still reads the 8-bit
-  tensors that quantized producers write, since QDQ has one Q per tensor).
+- FLOAT: a float island (edgepose.quant.islands): the layer and the non-layer ops that produce what it
+  reads are excluded from quantization, so its weights, arithmetic and inputs are float; the layers
+  writing those inputs write float. islands.keep_float keeps onnxruntime from quantizing it back.
 The decode/NMS tail and the non-layer ops between the last layers and it (graph.float_nodes) are
 always excluded, and stay float (tailfix.keep_tail_float).
 """
@@ -34,6 +35,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
 from edgepose.onnxkit.graph import consumers, producers
 from edgepose.quant.graph import LAYER_OPS, Layer
+from edgepose.quant.islands import island_nodes
 from edgepose.quant.options import CalibMethod, LayerPrecision
 from edgepose.spec import Precision
 
@@ -127,7 +129,8 @@ def quantize_static_args(
     `graph` is the graph being quantized; `tail` lists its tail's node names (always excluded).
     """
     by_name = {la.name: la for la in layers}
-    exclude = list(tail) + [n for n in by_name if plan.of(n) is LayerPrecision.FLOAT]
+    floats = [by_name[n] for n in by_name if plan.of(n) is LayerPrecision.FLOAT]
+    exclude = list(tail) + [n for n in island_nodes(floats, graph, set(tail)) if n not in set(tail)]
     overrides: dict[str, list[dict[str, Any]]] = {}
     if plan.default is LayerPrecision.INT8:
         high16 = [by_name[n] for n in by_name if plan.of(n) is LayerPrecision.INT16]

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from edgepose.quant.graph import Layer
+from edgepose.quant.fidelity import Fidelity
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
 from edgepose.quant.plan import PrecisionPlan, activation_type_name, weight_type_name
-from edgepose.quant.search import MixedSearch
 from edgepose.spec import Precision
 
 
@@ -19,14 +16,11 @@ class LayerRow:
     name: str
     op: str
     precision: LayerPrecision
-    sensitivity: float | None = None  # raw-output NMSE with only this layer at 8 bits (--mixed only)
-    rank: int | None = None  # 1 = most sensitive
-
-    @property
-    def sqnr_db(self) -> float | None:
-        if self.sensitivity is None:
-            return None
-        return math.inf if self.sensitivity <= 0 else -10.0 * math.log10(self.sensitivity)
+    # Task sensitivity (--mixed): the fidelity drop with only this layer at 8 bits (edgepose.quant.taskprobe)
+    sensitivity: float | None = None
+    rank: int | None = None  # 1 = promoted first
+    optimizations: list[str] = field(default_factory=list)  # kept 8-bit stages that changed this layer
+    macs: int | None = None  # multiply-accumulates per image (--mixed)
 
 
 @dataclass
@@ -49,57 +43,27 @@ class QuantReport:
     num_probe_images: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Fidelity to float on the check images (edgepose.quant.fidelity) of the written model: end to end
+    # (its own NMS, people matched by OKS: what bench reports) and at the float model's detections
+    # (the float NMS selection fed in: the unit of the search, the optimizations and --max-drop);
+    # fidelity_int8: the all-8-bit model with the kept optimizations, in that second unit.
+    fidelity: Fidelity | None = None
+    fidelity_anchored: Fidelity | None = None
+    fidelity_int8: Fidelity | None = None
+    optimizations: list[dict[str, object]] = field(default_factory=list)  # optimize.OptimizationLog
+    search: list[str] = field(default_factory=list)  # --mixed: each plan tried, predicted vs measured
+    predicted_drop: float | None = None  # --mixed: the chosen plan's additive prediction
+    latency_aware: bool | None = None
 
     @classmethod
-    def build(
-        cls,
-        *,
-        model: str,
-        output: str,
-        precision: Precision,
-        method: CalibMethod,
-        num_calib: int,
-        calib_dir: str,
-        plan: PrecisionPlan,
-        layers: Sequence[Layer],
-        search: MixedSearch | None,
-        opset: int,
-        high_precision: HighPrecision | None,
-        budget: float | None,
-        max_drop: float | None,
-        raw_nmse: float,
-        raw_nmse_int8: float | None,
-        num_probe_images: int,
-        seconds: dict[str, float],
-        notes: list[str],
-    ) -> QuantReport:
-        """The report of one quantize_model run: one row per layer of `layers` with its precision under
-        `plan` and, when `search` (--mixed) chose the plan, its score and rank; onnxruntime's type names
-        of the plan's default precision (from `plan.py`); seconds rounded to 10 ms."""
-        rank = {i: r + 1 for r, i in enumerate(search.order)} if search else {}
-        rows = [
-            LayerRow(la.name, la.op, plan.of(la.name), search.scores[i] if search else None, rank.get(i))
-            for i, la in enumerate(layers)
-        ]
+    def build(cls, *, plan: PrecisionPlan, seconds: dict[str, float], **fields: object) -> QuantReport:
+        """The report of one quantize_model run: onnxruntime's type names of the plan's default precision
+        (from `plan.py`), seconds rounded to 10 ms, every other field as given."""
         return cls(
-            model=model,
-            output=output,
-            precision=precision,
-            method=method,
-            num_calib=num_calib,
-            calib_dir=calib_dir,
             activation_type=activation_type_name(plan.default),
             weight_type=weight_type_name(plan.default),
-            opset=opset,
-            layers=rows,
-            high_precision=high_precision,
-            budget=budget,
-            max_drop=max_drop,
-            raw_nmse=raw_nmse,
-            raw_nmse_int8=raw_nmse_int8,
-            num_probe_images=num_probe_images,
             seconds={k: round(v, 2) for k, v in seconds.items()},
-            notes=notes,
+            **fields,  # type: ignore[arg-type]
         )
 
     def high_precision_layers(self) -> list[str]:
@@ -120,7 +84,9 @@ class QuantReport:
             d[k] = d[k].value if d[k] is not None else None
         for row, r in zip(d["layers"], self.layers, strict=True):  # type: ignore[call-overload]
             row["precision"] = r.precision.value
-            row["sqnr_db"] = None if r.sqnr_db is None or math.isinf(r.sqnr_db) else round(r.sqnr_db, 2)
+        for k in ("fidelity", "fidelity_anchored", "fidelity_int8"):
+            f = getattr(self, k)
+            d[k] = f.to_dict() if f is not None else None
         d["high_precision_layers"] = self.high_precision_layers()
         d["fraction_high"] = self.fraction_high
         return d
@@ -128,13 +94,13 @@ class QuantReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
-    def rows(self) -> list[tuple[str, str, str, str, str]]:
-        """(layer, op, sensitivity, SQNR dB, precision) per layer, graph order."""
+    def rows(self) -> list[tuple[str, str, str, str, str, str]]:
+        """(layer, op, task sensitivity, rank, precision, optimizations) per layer, graph order."""
         out = []
         for r in self.layers:
-            sens = "-" if r.sensitivity is None else f"{r.sensitivity:.3g}"
-            db = "-" if r.sqnr_db is None else ("inf" if math.isinf(r.sqnr_db) else f"{r.sqnr_db:.1f}")
-            out.append((r.name, r.op, sens, db, r.precision.value))
+            sens = "-" if r.sensitivity is None else f"{r.sensitivity:.4f}"
+            rank = "-" if r.rank is None else str(r.rank)
+            out.append((r.name, r.op, sens, rank, r.precision.value, ", ".join(r.optimizations) or "-"))
         return out
 
     def summary(self) -> list[str]:
@@ -148,11 +114,40 @@ class QuantReport:
             f"calibration: {self.num_calib} images, {self.method.value}; activations {self.activation_type}, "
             f"weights {self.weight_type} per-channel; opset {self.opset}",
         ]
+        if self.fidelity is not None:
+            f = self.fidelity
+            lines.append(
+                f"fidelity to float, end to end ({self.num_probe_images} images, {f.num_ref} people): "
+                f"mean OKS {f.mean_oks:.4f}, kept {100 * f.recovered:.1f}%, score Δ {f.score_mae:.4f}, "
+                f"drop {f.drop:.4f}"
+            )
+        if self.fidelity_anchored is not None:
+            drop = self.fidelity_anchored.drop
+            line = f"fidelity drop at the float model's detections (search unit): {drop:.4f}"
+            if self.fidelity_int8 is not None and self.precision is Precision.MIXED:
+                line += f" (all 8-bit: {self.fidelity_int8.drop:.4f})"
+            if self.predicted_drop is not None:
+                line += f"; predicted {self.predicted_drop:.4f}"
+            lines.append(line)
         if self.raw_nmse is not None:
-            err = f"raw-output error vs float (NMSE, {self.num_probe_images} images): {self.raw_nmse:.3g}"
-            if self.raw_nmse_int8 is not None:
-                gain = 1.0 - self.raw_nmse / self.raw_nmse_int8 if self.raw_nmse_int8 > 0 else 0.0
-                err += f" (all 8-bit: {self.raw_nmse_int8:.3g}; {100 * gain:.0f}% of that error removed)"
-            lines.append(err)
+            lines.append(
+                f"raw-output error vs float (NMSE, {self.num_probe_images} images): {self.raw_nmse:.3g}"
+            )
+        for step in self.optimizations:
+            lines.append("optimization " + _describe_step(step))
+        for trial in self.search:
+            lines.append("mixed search: " + trial)
         lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
         return lines + self.notes
+
+
+def _describe_step(step: dict[str, object]) -> str:
+    before, after = step.get("drop_before"), step.get("drop_after")
+    verdict = "kept" if step.get("kept") else "dropped (measured no better)"
+    drops = (
+        f"fidelity drop {before:.4f} -> {after:.4f}, "
+        if isinstance(before, float) and isinstance(after, float)
+        else ""
+    )
+    detail = f"; {step['detail']}" if step.get("detail") else ""
+    return f"{step['stage']}: {drops}{verdict}{detail} ({step.get('seconds', 0):.1f} s)"

@@ -193,9 +193,9 @@ def test_raw_outputs_pair_by_name_not_graph_order(tiny_erpose_checkpoint: Path, 
     """A quantized ER-Pose copy lists its tail inputs in another graph order than the float model (measured:
     raw-output NMSE 282 instead of 1.03 before raw_outputs took `names`)."""
     from edgepose.export.exporter import export_model
+    from edgepose.quant.fidelity import nmse
     from edgepose.quant.graph import raw_head_outputs
     from edgepose.quant.quantize import raw_outputs
-    from edgepose.quant.sensitivity import nmse
 
     model = onnx.load(export_model(tiny_erpose_checkpoint, tmp_path / "er.onnx", verify=False).path)
     names = raw_head_outputs(model)

@@ -302,9 +302,10 @@ def test_quantize_8bit_and_mixed_then_bench(imported: dict, tmp_path: Path, synt
     # Layers are the source's own convs, ranked by measured sensitivity (no edgepose layer names involved).
     assert [r.name for r in q8.layers] == [r.name for r in qm.layers] and len(qm.layers) == 14
     assert sorted(r.rank for r in qm.layers) == list(range(1, 15))
-    top4 = {r.name for r in qm.layers if r.rank <= 4}
-    assert set(qm.high_precision_layers()) == top4  # floor(0.3 x 14) = 4 most sensitive
-    assert 0 < q8.raw_nmse < 1e-3 and qm.raw_nmse < q8.raw_nmse  # 16-bit where it matters helps
+    k = len(qm.high_precision_layers())  # at most floor(0.3 x 14) = 4; fewer when fewer measure better
+    assert k <= 4 and set(qm.high_precision_layers()) == {r.name for r in qm.layers if r.rank <= k}
+    assert 0 < q8.raw_nmse < 1e-3
+    assert qm.fidelity is not None and q8.fidelity is not None and qm.fidelity.drop <= q8.fidelity.drop
     for path in (tmp_path / "m.int8.onnx", tmp_path / "m.mixed.onnx"):
         m = onnx.load(str(path))
         tail = [n for n in m.graph.node if n.name.startswith(TAIL_PREFIX)]
@@ -336,7 +337,7 @@ def test_quantize_8bit_and_mixed_then_bench(imported: dict, tmp_path: Path, synt
     assert all(0.0 <= r.ap <= 1.0 and r.delta_ap is not None for r in res.rows)
     assert rows[Precision.FLOAT].kernels.float_layers == 14 and rows[Precision.FLOAT].layers_16bit_pct is None
     assert rows[Precision.INT8].layers_16bit_pct == 0.0
-    assert rows[Precision.MIXED].layers_16bit_pct == pytest.approx(100 * 4 / 14)
+    assert rows[Precision.MIXED].layers_16bit_pct == pytest.approx(100 * k / 14)
 
 
 def test_cli_from_onnx_writes_the_same_model_and_says_what_it_did(imported: dict, tmp_path: Path) -> None:

@@ -143,3 +143,18 @@ def oracle_rows(dataset: Path, shift: float = 0.0, image: int = 0) -> np.ndarray
     score = np.linspace(0.9, 0.6, n, dtype=np.float32)[:, None]  # (N, 1)
     cls = np.zeros((n, 1), np.float32)
     return np.concatenate([rec.boxes[labelled], score, cls, kpts.reshape(n, -1)], axis=1)  # (N, 6 + 3K)
+
+
+def int8_of(source: Path, path: Path, spec: PoseSpec, rows: np.ndarray) -> Path:
+    """A `build_model` int8 file recorded as made from `source` (its lineage, as `edgepose quantize`
+    records it: what bench takes ΔAP and fidelity against)."""
+    import json
+
+    from edgepose.fsio import file_digest
+    from edgepose.spec import QUANT_SOURCE_KEY, Precision
+
+    lineage = {"sha256": file_digest(source), "file": source.name}
+    int8 = spec.replace(precision=Precision.INT8)
+    return build_model(
+        path, int8, rows, metadata={**int8.to_metadata(), QUANT_SOURCE_KEY: json.dumps(lineage)}
+    )

@@ -1,6 +1,6 @@
 """Bench on ONNX files only (torch-free): exact AP through the runtime, ΔAP, reports, and one-line errors.
 
-The "oracle" model is a fixed-table graph (tests/unit/_runtime_onnx.py) whose rows are the ground truth
+The "oracle" model is a fixed-table graph (tests/helpers/runtime_onnx.py) whose rows are the ground truth
 of a one-image val set, so its AP is exactly 1.0; a copy with keypoints moved 3 px, labelled int8 in its
 metadata, must score less, and its ΔAP is exactly the difference.
 """
@@ -22,8 +22,8 @@ from edgepose.bench.result import COLUMNS, ROW_KEYS
 from edgepose.bench.run import run_bench
 from edgepose.cli import app
 from edgepose.fsio import file_digest
-from edgepose.spec import QUANT_SOURCE_KEY, PoseSpec, Precision
-from tests.helpers.runtime_onnx import build_model, oracle_rows
+from edgepose.spec import PoseSpec, Precision
+from tests.helpers.runtime_onnx import build_model, int8_of, oracle_rows
 
 runner = CliRunner()
 SIZE = 128
@@ -40,17 +40,8 @@ def models(val: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
     d = tmp_path_factory.mktemp("oracle")
     spec = PoseSpec(name="oracle", input_size=(SIZE, SIZE), max_det=20, version="test")
     exact = build_model(d / "oracle.onnx", spec, oracle_rows(val, 0.0))
-    moved = _int8_of(exact, d / "moved.onnx", spec, oracle_rows(val, 3.0))
+    moved = int8_of(exact, d / "moved.onnx", spec, oracle_rows(val, 3.0))
     return exact, moved
-
-
-def _int8_of(source: Path, path: Path, spec: PoseSpec, rows: np.ndarray) -> Path:
-    """An int8 file recorded as made from `source` (its lineage, as `edgepose quantize` records it)."""
-    lineage = {"sha256": file_digest(source), "file": source.name}
-    int8 = spec.replace(precision=Precision.INT8)
-    return build_model(
-        path, int8, rows, metadata={**int8.to_metadata(), QUANT_SOURCE_KEY: json.dumps(lineage)}
-    )
 
 
 def test_exact_ap_delta_and_reports(val: Path, models: tuple[Path, Path], tmp_path: Path) -> None:
@@ -202,8 +193,8 @@ def test_delta_ap_is_against_the_float_each_file_was_quantized_from(val: Path, t
     (tmp_path / "m").mkdir()
     n_best = build_model(tmp_path / "n" / "best.onnx", spec, oracle_rows(val, 2.0))  # an AP of its own
     m_best = build_model(tmp_path / "m" / "best.onnx", spec, oracle_rows(val, 0.0))
-    m_int8 = _int8_of(m_best, tmp_path / "m" / "best.int8.onnx", spec, oracle_rows(val, 3.0))
-    orphan = _int8_of(elsewhere, tmp_path / "orphan.int8.onnx", spec, oracle_rows(val, 3.0))
+    m_int8 = int8_of(m_best, tmp_path / "m" / "best.int8.onnx", spec, oracle_rows(val, 3.0))
+    orphan = int8_of(elsewhere, tmp_path / "orphan.int8.onnx", spec, oracle_rows(val, 3.0))
     int8 = spec.replace(precision=Precision.INT8)
     old = build_model(tmp_path / "old.int8.onnx", int8, oracle_rows(val, 3.0))  # no lineage recorded
     warnings: list[str] = []

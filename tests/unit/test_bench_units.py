@@ -73,7 +73,8 @@ def test_cache_makes_a_file_once(tmp_path: Path) -> None:
 
 # --- the ONNX reader and kernel counts -------------------------------------------------------------------
 def _qdq_graph(path: Path) -> onnx.ModelProto:
-    """x -> Q -> DQ -> Conv(w from DQ) [emulated]; QLinearConv [fused]; plain Conv [float]; tail Conv."""
+    """x -> Q -> DQ -> Conv(w from DQ) [emulated]; QLinearConv [fused]; Conv(float w) on the DQ output
+    [float island]; plain Conv [float]; tail Conv."""
     w = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")
     wq = numpy_helper.from_array(np.ones((1, 1, 1, 1), np.int8), "wq")
     s = numpy_helper.from_array(np.array(0.1, np.float32), "s")
@@ -82,7 +83,9 @@ def _qdq_graph(path: Path) -> onnx.ModelProto:
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q0"),
         helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq0"),
-        helper.make_node("Conv", ["xd", "w"], ["y1"], name="emulated_conv"),
+        helper.make_node("DequantizeLinear", ["wq", "s", "zw"], ["wd"], name="dqw"),
+        helper.make_node("Conv", ["xd", "wd"], ["y1"], name="emulated_conv"),
+        helper.make_node("Conv", ["xd", "w"], ["y0"], name="float_island"),
         helper.make_node("QLinearConv", ["xq", "s", "z", "wq", "s", "zw", "s", "z"], ["y2q"], name="fused"),
         helper.make_node("Conv", ["y1", "w"], ["y3"], name="float_conv"),
         helper.make_node("Conv", ["y3", "w"], ["y4"], name=TAIL_PREFIX + "conv"),
@@ -91,7 +94,8 @@ def _qdq_graph(path: Path) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("x", f, [1, 1, 4, 4])],
         [helper.make_tensor_value_info("y4", f, None),
-         helper.make_tensor_value_info("y2q", TensorProto.UINT8, None)],
+         helper.make_tensor_value_info("y2q", TensorProto.UINT8, None),
+         helper.make_tensor_value_info("y0", f, None)],
         initializer=[w, wq, s, z, zw],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -110,9 +114,10 @@ def test_kernels_are_classified_and_the_tail_is_ignored(tmp_path: Path) -> None:
     _qdq_graph(tmp_path / "g.onnx")
     nodes = read_nodes(tmp_path / "g.onnx")
     counts = count_kernels(nodes)
-    assert counts == KernelCounts(fused_int=1, emulated=1, float_layers=1)
-    assert counts.mode is KernelMode.PARTLY_FUSED and counts.describe() == "1 fused int8, 1 emulated"
-    assert count_layers(nodes) == 2  # the two Conv nodes outside the tail (QLinearConv is not a Conv)
+    assert counts == KernelCounts(fused_int=1, emulated=1, float_layers=2)
+    assert counts.mode is KernelMode.PARTLY_FUSED and counts.describe() == "1 fused int8, 1 emulated, 2 float"
+    assert count_layers(nodes) == 3  # the Conv nodes outside the tail (QLinearConv is not a Conv)
+    assert KernelCounts(5, 0, 2).describe() == "5 fused int8, 2 float"
     assert KernelCounts(3, 0, 0).mode is KernelMode.FUSED_INT8
     assert KernelCounts(0, 3, 0).mode is KernelMode.EMULATED
     assert KernelCounts(0, 0, 3).describe() == "float"
@@ -130,7 +135,7 @@ def test_16bit_share_from_precision_and_the_mixed_plan(tmp_path: Path) -> None:
         QUANT_PLAN_KEY: json.dumps(["emulated_conv"]),
         QUANT_METHOD_KEY: json.dumps({"high_precision": "int16"}),
     }
-    assert layers_16bit_pct(mixed, props, p) == 50.0
+    assert layers_16bit_pct(mixed, props, p) == pytest.approx(100.0 / 3)  # 1 of the 3 layers
     props[QUANT_METHOD_KEY] = json.dumps({"high_precision": "float"})
     assert layers_16bit_pct(mixed, props, p) == 0.0
 
@@ -174,9 +179,9 @@ def test_labels_tell_every_input_apart() -> None:
 
 def test_mixed_flavours_are_labelled_from_the_recorded_high_precision() -> None:
     method = lambda hp: {QUANT_METHOD_KEY: json.dumps({"high_precision": hp})}  # noqa: E731
-    assert variant_label(Precision.MIXED, method("int16")) == "mixed-int16"
-    assert variant_label(Precision.MIXED, method("float")) == "mixed-float"
-    assert variant_label(Precision.MIXED, {}) == "mixed-int16"  # files from before it was recorded
+    assert variant_label(Precision.MIXED, method("int16")) == "mixed-npu16"
+    assert variant_label(Precision.MIXED, method("float")) == "mixed-cpu"
+    assert variant_label(Precision.MIXED, {}) == "mixed-npu16"  # files from before it was recorded
     assert variant_label(Precision.INT8, method(None)) == "int8"
     assert set(MIXED_LABELS) == set(HighPrecision)  # every flavour has its one name
 
@@ -298,7 +303,7 @@ def test_plot_starts_its_ap_axis_at_zero_draws_the_float_line_and_one_legend_ent
         bench_row("runs/best", Precision.FLOAT, 0.30, "sha-b"),
         bench_row("best.int8", Precision.INT8, 0.29, "sha-b"),
     ]
-    rows[3].variant_label = "mixed-float"
+    rows[3].variant_label = "mixed-cpu"
     fill_delta_ap(rows)
     fig = figure(BenchResult(rows, {"threads": 2}))
     try:
@@ -309,7 +314,7 @@ def test_plot_starts_its_ap_axis_at_zero_draws_the_float_line_and_one_legend_ent
             round(line.get_ydata()[0], 6) for line in ax.get_lines() if line.get_linestyle() == "--"
         )
         assert dashed == [14.2, 30.0]  # each model's float AP
-        assert {t.get_text() for t in ax.texts} == {"float", "int16", "int8", "mixed-float"}
+        assert {t.get_text() for t in ax.texts} == {"float", "int16", "int8", "mixed-cpu"}
     finally:
         plt.close(fig)
     assert (

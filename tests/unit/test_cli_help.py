@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import typer
+import typer.rich_utils
 from typer.testing import CliRunner
 
 from edgepose.cli import app
@@ -38,8 +39,11 @@ def test_every_command_is_checked() -> None:
 @pytest.mark.parametrize("width", [80, 120])
 @pytest.mark.parametrize(("path", "cmd"), COMMANDS, ids=[" ".join(p) or "edgepose" for p, _ in COMMANDS])
 def test_help_shows_every_help_text_and_no_type_on_flags(
-    path: tuple[str, ...], cmd: object, width: int
+    path: tuple[str, ...], cmd: object, width: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # typer reads TERMINAL_WIDTH once, when typer.rich_utils is first imported (by whichever test
+    # renders help first in this process); set its width directly so the order of tests cannot leak
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", width)
     res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(width), "TERMINAL_WIDTH": str(width)})
     assert res.exit_code == 0, res.output
     assert "<bool>" not in res.output  # a flag takes no value; typer 0.29 prints its type anyway

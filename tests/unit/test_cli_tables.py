@@ -25,7 +25,7 @@ def demo() -> BenchResult:
         (Precision.FLOAT, "float", 0.1421, KernelCounts(0, 0, 60), None),
         (Precision.INT16, "int16", 0.1419, KernelCounts(0, 60, 0), 100.0),
         (Precision.INT8, "int8", 0.1392, KernelCounts(57, 3, 0), 0.0),
-        (Precision.MIXED, "mixed-int16", 0.1424, KernelCounts(28, 32, 0), 30.0),
+        (Precision.MIXED, "mixed-npu16", 0.1424, KernelCounts(28, 32, 0), 30.0),
     ]
     rows = [
         bench_row(
@@ -119,7 +119,7 @@ def _report(precision: Precision) -> object:
         return LayerPrecision(precision.value)
 
     layers = [
-        LayerRow(name, "Conv", precision_of(i), 3.3e-5 * (i + 1) if mixed else None, i + 1 if mixed else None)
+        LayerRow(name, "Conv", precision_of(i), 0.0123 * (i + 1) if mixed else None, i + 1 if mixed else None)
         for i, name in enumerate(_LAYERS)
     ]
     return QuantReport(
@@ -139,7 +139,7 @@ def test_quantize_table_never_cuts_a_layer_name(width: int) -> None:
     assert "…" not in text and all(len(line) <= width for line in text.splitlines())  # notes wrap too
     for name in _LAYERS:
         assert sum(line.startswith(name + " ") for line in text.splitlines()) == 1  # whole, on its row
-    assert "3.3e-05" in text and "44.8" in text and "int16" in text
+    assert "0.0123" in text and "0.0369" in text and "int16" in text
     narrow = _console(40, terminal=True)  # narrower than a name: it folds onto the next line, uncut
     print_report(_report(Precision.MIXED), narrow)  # type: ignore[arg-type]
     assert "…" not in narrow.file.getvalue()

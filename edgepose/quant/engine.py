@@ -1,0 +1,409 @@
+"""The measured stages of `quantize_model`: 8-bit optimizations, the task probe, the mixed search.
+
+One `Engine` per quantize run holds what every stage shares - the float model, its layers, the
+calibration ranges, the probe images and the float model's detections on them - so the sensitivity
+probe runs once and every mixed flavour, every optimization check and the final report reuse it.
+Each `build` is a real onnxruntime.quantization run (plan.quantize_static_args), each `measure` the
+real quantized model on the probe images (edgepose.quant.fidelity).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from edgepose.quant import biascorr, equalize, ranges, rounding
+from edgepose.quant.calib import CalibrationSet
+from edgepose.quant.fidelity import DEFAULT_REF_CONF, Fidelity
+from edgepose.quant.graph import Layer, body_model, find_layers, float_nodes
+from edgepose.quant.optimize import OptimizationLog, Options, StepRecord, better, choose_prefix
+from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
+from edgepose.quant.plan import PrecisionPlan
+from edgepose.quant.report import LayerRow
+from edgepose.quant.taskplan import SearchResult, layer_macs, order_layers, search, unfused_by
+from edgepose.quant.taskprobe import TaskProbe, chain_tensors, pick_probe_images
+from edgepose.spec import PoseSpec
+
+Build = Callable[[onnx.ModelProto, PrecisionPlan, Path, str], onnx.ModelProto]  # (model, plan, cache, tag)
+Tick = Callable[[str, int, int], None]
+NUM_BIAS_IMAGES = 8  # per-channel means settle fast: 8 images x H x W positions per channel
+NUM_ROUNDING_IMAGES = 8
+PROBE_CANDIDATES = 64  # calibration images the float model looks at to pick the probe images
+CHECK_FACTOR = 2  # check images per ranking image
+
+
+@dataclass
+class MixedOutcome:
+    plan: PrecisionPlan
+    sensitivity: list[float]
+    search: SearchResult
+    order: list[int]
+    macs: list[int]
+    seconds_probe: float = 0.0
+
+
+@dataclass
+class Engine:
+    model: onnx.ModelProto  # the float end-to-end model (after equalization, when kept)
+    spec: PoseSpec
+    calib: CalibrationSet
+    cache: Path  # onnxruntime calibration cache in use
+    tmp: Path
+    build_fn: Build
+    threads: int | None = None
+    num_probe_images: int = 8
+    tick: Tick | None = None
+    layers: list[Layer] = field(default_factory=list)
+    probe: TaskProbe | None = None  # ranks the layers
+    check: TaskProbe | None = None  # measures optimizations and plans
+    notes: list[str] = field(default_factory=list)
+    _count: int = 0
+
+    def __post_init__(self) -> None:
+        self.layers = find_layers(self.model)
+        self.body = body_model(self.model)
+        self.tail = {n.name for n in float_nodes(self.model)}
+
+    # --- building and measuring -------------------------------------------------------------------
+    def build(
+        self, model: onnx.ModelProto, plan: PrecisionPlan, cache: Path | None = None
+    ) -> onnx.ModelProto:
+        self._count += 1
+        return self.build_fn(model, plan, cache or self.cache, f"e{self._count}")
+
+    def start_probe(self, q8: onnx.ModelProto) -> None:
+        """Pick the probe images (label-free) and record the float model's detections on them.
+
+        The CHECK_FACTOR x num_probe_images calibration images with the most people check every
+        optimization and plan; the num_probe_images first of them rank the layers (97 runs on
+        YOLO11n-pose, so fewer images there).
+        """
+        n = min(PROBE_CANDIDATES, len(self.calib))
+        candidates = self.calib.subset(n)
+        want = min(n, CHECK_FACTOR * self.num_probe_images)
+        idx, ref = pick_probe_images(self.model, self.spec, candidates, want, self.threads)
+        if not any(np.any(r.scores >= DEFAULT_REF_CONF) for r in ref):
+            self.notes.append(
+                f"warning: the float model finds no person (score >= {DEFAULT_REF_CONF}) in {n} calibration "
+                "images, so fidelity cannot be measured and the measured stages compare nothing; calibrate "
+                "with photos of people, in the colour order and framing of deployment"
+            )
+        people = [int(np.sum(r.scores >= DEFAULT_REF_CONF)) for r in ref]
+        best = sorted(range(len(idx)), key=lambda k: (-people[k], k))[: self.num_probe_images]
+        best.sort()
+        images = [candidates[i] for i in idx]
+        self.check = TaskProbe(
+            self.model,
+            q8,
+            self.layers,
+            self.spec,
+            images,
+            float_tail=self.tail,
+            reference=ref,
+            threads=self.threads,
+        )
+        self.probe = TaskProbe(
+            self.model,
+            q8,
+            self.layers,
+            self.spec,
+            [images[k] for k in best],
+            float_tail=self.tail,
+            reference=[ref[k] for k in best],
+            threads=self.threads,
+        )
+
+    def measure(self, q: onnx.ModelProto) -> Fidelity:
+        """Fidelity to float of a quantized model on the check images."""
+        assert self.check is not None  # start_probe runs first (a bug otherwise, not a user error)
+        return self.check.fidelity_of(q)
+
+    # --- 8-bit optimizations ----------------------------------------------------------------------
+    def optimize_int8(self, options: Options, log: OptimizationLog) -> tuple[onnx.ModelProto, Path, Fidelity]:
+        """The float model prepared for 8 bits (ranges, rounding, bias correction as kept), its cache,
+        and the fidelity of its all-8-bit model."""
+        int8 = PrecisionPlan(LayerPrecision.INT8)
+        q8 = self.build(self.model, int8)
+        if self.probe is None:
+            self.start_probe(q8)
+        plain = self.measure(q8)
+        path: list[tuple[onnx.ModelProto, Path, Fidelity]] = [(self.model, self.cache, plain)]
+        steps: list[StepRecord] = []
+
+        def do_ranges(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
+            tight, changes = ranges.tighten(ranges.load_ranges(c), self.model.graph)
+            new_cache = self.tmp / "calibration-tight.json"
+            ranges.save_ranges(tight, new_cache)
+            widest = max((ch.step_ratio for ch in changes), default=1.0)
+            detail = (
+                f"{len(changes)} Sigmoid/SiLU inputs clipped at -{ranges.SATURATION:g} "
+                f"(8-bit step up to {widest:.1f}x finer)"
+            )
+            readers = _layer_readers(self.layers, self.model.graph, self.tail, {c.tensor for c in changes})
+            return m, new_cache, detail, readers
+
+        def do_rounding(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
+            images = self.calib.subset(NUM_ROUNDING_IMAGES)
+            mom = rounding.input_moments(body_model(m), self.layers, images, self.threads)
+            fitted, rep = rounding.fit_rounding(m, self.layers, mom)
+            detail = f"{len(rep.layers)} conv layers fitted, their weight output error -{100 * rep.gain:.0f}%"
+            return fitted, c, detail, sorted(rep.layers)
+
+        def do_biascorr(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
+            q = self.build(m, int8, c)
+            images = self.calib.subset(NUM_BIAS_IMAGES)
+            err = biascorr.local_errors(q, self.body, self.layers, images, self.threads)
+            fixed, bc = biascorr.apply_bias_correction(m, self.layers, err)
+            return (
+                fixed,
+                c,
+                f"{len(bc.errors)} layers, mean |channel shift| {bc.mean_abs:.4f}",
+                sorted(bc.errors),
+            )
+
+        stages = [
+            (n, f)
+            for n, f in (("ranges", do_ranges), ("rounding", do_rounding), ("biascorr", do_biascorr))
+            if options.wanted(n) is not False
+        ]
+        for name, fn in stages:  # each on top of the previous: the stages interact (optimize.choose_prefix)
+            if self.tick:
+                self.tick(f"optimize {name}", 0, 1)
+            t = time.perf_counter()
+            m, c, _ = path[-1]
+            m2, c2, detail, changed = fn(m, c)
+            fid = self.measure(self.build(m2, int8, c2))
+            steps.append(
+                StepRecord(name, False, path[-1][2].drop, fid.drop, time.perf_counter() - t, detail, changed)
+            )
+            path.append((m2, c2, fid))
+        k = choose_prefix([p[2].drop for p in path], [options.wanted(n) is True for n, _ in stages])
+        for i, step in enumerate(steps):
+            step.kept = i < k
+        log.steps.extend(steps)
+        m8, cache8, fid = path[k]
+        return m8, cache8, fid
+
+    # --- mixed precision ----------------------------------------------------------------------------
+    def mixed(
+        self,
+        m8: onnx.ModelProto,
+        cache8: Path,
+        high: HighPrecision,
+        *,
+        budget: float | None,
+        max_drop: float | None,
+        latency_aware: bool,
+        all8: Fidelity,
+        sensitivity: list[float] | None = None,
+    ) -> MixedOutcome:
+        """Rank (unless `sensitivity` is given: the probe runs once per quantize run) and search a plan."""
+        t = time.perf_counter()
+        if sensitivity is None:
+            q8 = self.build(m8, PrecisionPlan(LayerPrecision.INT8), cache8)
+            assert self.probe is not None
+            self.probe = TaskProbe(
+                self.model,
+                q8,
+                self.layers,
+                self.spec,
+                self.probe.images,
+                float_tail=self.tail,
+                reference=self.probe.reference,
+                threads=self.threads,
+            )
+            sensitivity = self.probe.rank(
+                (lambda d, n: self.tick("sensitivity", d, n)) if self.tick else None
+            )
+        seconds_probe = time.perf_counter() - t
+        macs = layer_macs(self.model, self.layers)
+        unfused = unfused_by(self.layers, self.model.graph, self.tail)
+        order = order_layers(sensitivity, macs, unfused, latency_aware)
+
+        def measure(chosen: list[int]) -> Fidelity:
+            plan = self.plan_for(chosen, high)
+            return self.measure(self.build(merge_for_plan(self.model, m8, plan, self.layers), plan, cache8))
+
+        result = search(
+            order,
+            sensitivity,
+            measure,
+            all8=all8,
+            macs=macs,
+            unfused=unfused,
+            budget=budget,
+            max_drop=max_drop,
+            progress=(lambda d, n: self.tick("mixed search", d, n)) if self.tick else None,
+        )
+        plan = self.plan_for(result.chosen, high)
+        return MixedOutcome(plan, sensitivity, result, order, macs, seconds_probe)
+
+    def plan_for(self, chosen: Sequence[int], high: HighPrecision) -> PrecisionPlan:
+        names = {self.layers[i].name for i in chosen}
+        return PrecisionPlan(
+            LayerPrecision.INT8,
+            {la.name: high.layer_precision for la in self.layers if la.name in names},  # graph order
+        )
+
+
+def merge_for_plan(
+    original: onnx.ModelProto, prepared: onnx.ModelProto, plan: PrecisionPlan, layers: Sequence[Layer]
+) -> onnx.ModelProto:
+    """`prepared` (fitted for 8 bits) with the original weights and bias on the high-precision layers."""
+    high = set(plan.high())
+    if not high:
+        return prepared
+    m = onnx.ModelProto()
+    m.CopyFrom(prepared)
+    onodes = {n.name: n for n in original.graph.node}
+    oinits = {t.name: t for t in original.graph.initializer}
+    nodes = {n.name: n for n in m.graph.node}
+    for la in layers:
+        if la.name not in high or la.name not in onodes:
+            continue
+        node, onode = nodes[la.name], onodes[la.name]
+        for j in range(1, len(onode.input)):
+            src = oinits.get(onode.input[j])
+            if src is None:
+                continue
+            t = numpy_helper.from_array(numpy_helper.to_array(src), f"{la.name}/ep_orig/in{j}")
+            m.graph.initializer.append(t)
+            while len(node.input) <= j:
+                node.input.append("")
+            node.input[j] = t.name
+        del node.input[len(onode.input) :]  # a bias added by bias correction: the original had none
+    return m
+
+
+def equalized(model: onnx.ModelProto, wanted: bool | None) -> tuple[onnx.ModelProto, int]:
+    """The model with its Conv -> ReLU -> Conv pairs equalized (and how many), unless `wanted` is False."""
+    if wanted is False:
+        return model, 0
+    out, pairs = equalize.equalize(model)
+    return (out, len(pairs)) if pairs else (model, 0)
+
+
+def _layer_readers(
+    layers: Sequence[Layer], graph: onnx.GraphProto, tail: set[str], tensors: set[str]
+) -> list[str]:
+    """Layers whose input chain holds any of `tensors` (for the per-layer report)."""
+    return sorted(la.name for la in layers if tensors & set(chain_tensors([la], graph, tail)))
+
+
+def keep_equalization(
+    original: onnx.ModelProto,
+    engine: Engine,
+    pairs: int,
+    method: CalibMethod,
+    log: OptimizationLog,
+    calibrate: Callable[[onnx.ModelProto], Path],
+    wanted: bool | None,
+) -> Engine:
+    """Measure the equalized model's plain int8 against the original's; the engine of the one kept."""
+    t = time.perf_counter()
+    int8 = PrecisionPlan(LayerPrecision.INT8)
+    q_eq = engine.build(engine.model, int8)
+    engine.start_probe(q_eq)
+    after = engine.measure(q_eq)
+    if wanted is True:
+        log.steps.append(
+            StepRecord(
+                "equalize", True, None, after.drop, time.perf_counter() - t, f"{pairs} Conv-ReLU-Conv pairs"
+            )
+        )
+        return engine
+    plain = Engine(
+        original,
+        engine.spec,
+        engine.calib,
+        calibrate(original),
+        engine.tmp,
+        engine.build_fn,
+        engine.threads,
+        engine.num_probe_images,
+        engine.tick,
+    )
+    plain.probe, plain.check = engine.probe, engine.check
+    before = plain.measure(plain.build(original, int8))
+    keep = better(after.drop, before.drop)
+    names = [n.name for n in engine.model.graph.node if n.name in {la.name for la in engine.layers}]
+    log.steps.append(
+        StepRecord(
+            "equalize",
+            keep,
+            before.drop,
+            after.drop,
+            time.perf_counter() - t,
+            f"{pairs} Conv-ReLU-Conv pairs",
+            names if keep else [],
+        )
+    )
+    return engine if keep else plain
+
+
+def final_bias_pass(
+    engine: Engine,
+    q: onnx.ModelProto,
+    prepared: onnx.ModelProto,
+    plan: PrecisionPlan,
+    cache: Path,
+    log: OptimizationLog,
+) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """Bias correction measured again on the final mixed model (its 16-bit/float layers change what the
+    8-bit ones see); kept if it measures better."""
+    t = time.perf_counter()
+    before = engine.measure(q)
+    err = biascorr.local_errors(
+        q, engine.body, engine.layers, engine.calib.subset(NUM_BIAS_IMAGES), engine.threads
+    )
+    fixed, bc = biascorr.apply_bias_correction(prepared, engine.layers, err)
+    q2 = engine.build(fixed, plan, cache)
+    after = engine.measure(q2)
+    keep = better(after.drop, before.drop)
+    log.steps.append(
+        StepRecord(
+            "biascorr (final plan)",
+            keep,
+            before.drop,
+            after.drop,
+            time.perf_counter() - t,
+            f"{len(bc.errors)} layers",
+            sorted(bc.errors) if keep else [],
+        )
+    )
+    return (q2, fixed) if keep else (q, prepared)
+
+
+def layer_rows(
+    layers: Sequence[Layer], plan: PrecisionPlan, outcome: MixedOutcome | None, log: OptimizationLog
+) -> list[LayerRow]:
+    """Per layer: task sensitivity and rank (--mixed), precision, and the optimizations that changed it."""
+    sens = outcome.sensitivity if outcome else None
+    rank = {i: r + 1 for r, i in enumerate(outcome.order)} if outcome else {}
+    opts = log.per_layer()
+    rows = []
+    for i, la in enumerate(layers):
+        precision = plan.of(la.name)
+        done = [
+            o
+            for o in opts.get(la.name, [])
+            if precision is LayerPrecision.INT8 or o in ("equalize", "ranges")
+        ]
+        rows.append(
+            LayerRow(
+                la.name,
+                la.op,
+                precision,
+                sens[i] if sens else None,
+                rank.get(i),
+                done,
+                outcome.macs[i] if outcome else None,
+            )
+        )
+    return rows

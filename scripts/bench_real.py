@@ -1,0 +1,262 @@
+"""Real-model benchmark: a YOLO-pose ONNX + a labelled COCO-keypoints photo folder -> one bench table.
+
+    .venv/bin/python scripts/bench_real.py [--model M.onnx] [--data DIR] [--num-calib 64]
+        [--out bench_real_out] [--threads 2] [--runs 30] [--folds 1|2] [--quick]
+
+Defaults: `../shared/real/` beside the checkout when it is there (Ultralytics YOLO11n-pose, 130 COCO
+photos); otherwise --model and --data are required. Steps:
+
+1. split the photos by file name: the first --num-calib calibrate, all the others evaluate (disjoint;
+   with --folds 2 a second run swaps the roles: the last --num-calib calibrate, the rest evaluate);
+2. `edgepose export --from-onnx` (evaluation thresholds baked in);
+3. `edgepose quantize`: int16, int8, mixed for 16-bit NPUs (16-bit islands, `--high-precision int16`)
+   and mixed for CPUs (float islands, `--high-precision float --latency-aware`), every optimization at
+   its default (kept where it measures better); the second mixed run reuses the first one's probe;
+4. `edgepose bench` of all five files in ONE run (latency interleaved), fidelity to float included;
+5. OUT/real.md: the split (which photos calibrated, which evaluated), the table, each quantization's
+   time and notes; OUT/fold*/bench.{json,md,png}.
+
+Derived models are written under OUT/ only: a third-party model's licence may forbid committing them.
+Accuracy noise: on ~100 people AP moves by about a point between equivalent runs; the fidelity columns
+(no labels needed) are the steadier figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "real"
+DEFAULT_MODEL = SHARED / "yolo11n-pose" / "yolo11n-pose-640.onnx"
+DEFAULT_DATA = SHARED / "coco-train2017-subset"
+MIN_CALIB = 16  # below this the ranges and the probe images are guesses
+MIN_EVAL = 8
+
+
+class BenchRealError(Exception):
+    """A bad argument or input folder: one line, naming the value and the fix."""
+
+
+@dataclass(frozen=True)
+class Split:
+    calib: list[str]  # file names
+    evaluate: list[str]
+    people: int  # labelled people (non-crowd, with keypoints) in the evaluation images
+
+
+def read_split(data: Path, num_calib: int, reverse: bool = False) -> tuple[dict, Split]:
+    """The COCO JSON of `data` and its split by file name (first `num_calib` calibrate, or the last)."""
+    ann = data / "annotations.json"
+    if not ann.is_file():
+        raise BenchRealError(
+            f"--data {data} has no annotations.json: this benchmark needs a labelled COCO-keypoints folder "
+            "(annotations.json + images/); for unlabelled photos use `edgepose quantize --calib DIR` (its "
+            "report measures fidelity to float without labels)"
+        )
+    coco = json.loads(ann.read_text(encoding="utf-8"))
+    names = sorted(img["file_name"] for img in coco.get("images", []))
+    if num_calib < MIN_CALIB:
+        raise BenchRealError(f"--num-calib {num_calib} is too few; use at least {MIN_CALIB} (64 recommended)")
+    if len(names) - num_calib < MIN_EVAL:
+        raise BenchRealError(
+            f"--num-calib {num_calib} leaves {len(names) - num_calib} of {len(names)} photos to evaluate; "
+            f"lower --num-calib to <= {len(names) - MIN_EVAL} or add photos"
+        )
+    calib = names[-num_calib:] if reverse else names[:num_calib]
+    chosen = set(calib)
+    evaluate = [n for n in names if n not in chosen]
+    ids = {img["id"] for img in coco["images"] if img["file_name"] in set(evaluate)}
+    people = sum(
+        1
+        for a in coco.get("annotations", [])
+        if a.get("image_id") in ids and not a.get("iscrowd") and a.get("num_keypoints", 0) > 0
+    )
+    if people == 0:
+        raise BenchRealError(
+            f"the {len(evaluate)} evaluation photos of {data} have no labelled people; add some"
+        )
+    return coco, Split(calib, evaluate, people)
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:  # a filesystem without symlinks
+        shutil.copy2(src, dst)
+
+
+def write_split(data: Path, coco: dict, split: Split, work: Path) -> tuple[Path, Path]:
+    """work/calib/images/* and work/eval/{annotations.json, images/*} (links to the user's photos)."""
+    calib, evaluate = work / "calib", work / "eval"
+    for d in (calib, evaluate):
+        shutil.rmtree(d, ignore_errors=True)
+        (d / "images").mkdir(parents=True)
+    for n in split.calib:
+        _link(data / "images" / n, calib / "images" / n)
+    keep = set(split.evaluate)
+    images = [img for img in coco["images"] if img["file_name"] in keep]
+    ids = {img["id"] for img in images}
+    sub = {**coco, "images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
+    (evaluate / "annotations.json").write_text(json.dumps(sub), encoding="utf-8")
+    for n in split.evaluate:
+        _link(data / "images" / n, evaluate / "images" / n)
+    return calib, evaluate
+
+
+# The variants: file suffix, quantize_model keyword arguments, what the row means.
+VARIANTS: tuple[tuple[str, dict[str, object], str], ...] = (
+    ("int16", {"precision": "int16"}, "every layer 16-bit (emulated on CPU)"),
+    ("int8", {"precision": "int8"}, "every layer 8-bit"),
+    ("mixed-npu16", {"precision": "mixed", "high_precision": "int16"}, "16-bit islands: for 16-bit NPUs"),
+    (
+        "mixed-cpu",
+        {"precision": "mixed", "high_precision": "float", "latency_aware": True},
+        "float islands, latency-aware: for CPUs",
+    ),
+)
+
+
+def run_fold(model: Path, data: Path, out: Path, args: argparse.Namespace, reverse: bool) -> dict:
+    from edgepose.export.thirdparty import import_onnx
+
+    from edgepose.bench.run import run_bench
+    from edgepose.defaults import EVAL
+    from edgepose.quant.quantize import quantize_model
+    from edgepose.spec import Precision
+
+    coco, split = read_split(data, args.num_calib, reverse)
+    out.mkdir(parents=True, exist_ok=True)
+    calib_dir, eval_dir = write_split(data, coco, split, out)
+    stem = model.stem
+    float_path = out / f"{stem}.float.onnx"
+    t = time.perf_counter()
+    import_onnx(model, float_path, conf=EVAL.conf, iou=EVAL.iou, max_det=EVAL.max_det)
+    seconds = {"import": round(time.perf_counter() - t, 1)}
+    reports = {}
+    paths = [float_path]
+    for suffix, kwargs, _ in VARIANTS:
+        path = out / f"{stem}.{suffix}.onnx"
+        kw = dict(kwargs)
+        kw["precision"] = Precision(kw["precision"])
+        if "high_precision" in kw:
+            from edgepose.quant.options import HighPrecision
+
+            kw["high_precision"] = HighPrecision(kw["high_precision"])
+        t = time.perf_counter()
+        rep = quantize_model(float_path, calib_dir, path, threads=args.threads, **kw)  # type: ignore[arg-type]
+        seconds[suffix] = round(time.perf_counter() - t, 1)
+        reports[suffix] = rep
+        paths.append(path)
+        print(f"quantized {path.name} in {seconds[suffix]:.0f} s", file=sys.stderr, flush=True)
+    cwd = Path.cwd()
+    os.chdir(out)  # table labels: file names, not long paths
+    try:
+        res = run_bench(
+            [p.name for p in paths], eval_dir.name, threads=args.threads, runs=args.runs, out_dir="."
+        )
+    finally:
+        os.chdir(cwd)
+    return {"split": split, "seconds": seconds, "reports": reports, "bench": res}
+
+
+def _table(res: object) -> list[str]:
+    from edgepose.bench.result import COLUMNS
+
+    keep = ["Model", "Variant", "AP", "AP50", "ΔAP", "OKS→float", "Kept %", "Score Δ", "p50 ms", "16-bit %",
+            "Kernels"]  # fmt: skip
+    idx = [COLUMNS.index(k) for k in keep]
+    lines = [
+        "| " + " | ".join(keep) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(keep))) + "|",
+    ]
+    rows = res.rows  # type: ignore[attr-defined]
+    base = next((r.p50_ms for r in rows if r.variant.value == "int8"), None)
+    for r in rows:
+        cells = r.cells()
+        lines.append("| " + " | ".join(cells[i] for i in idx) + " |")
+    if base:
+        lines.append("")
+        lines.append(
+            "p50 relative to int8 (same interleaved run): "
+            + ", ".join(
+                f"{Path(r.label).name.split('.', 1)[1].removesuffix('.onnx')} {r.p50_ms / base:.2f}x"
+                for r in rows
+            )
+        )
+    return lines
+
+
+def report(folds: list[dict], model: Path, data: Path, args: argparse.Namespace) -> str:
+    out = [f"# Real-model benchmark: {model.name} on {data.name}", ""]
+    for k, f in enumerate(folds):
+        s: Split = f["split"]
+        out += [
+            f"## Fold {k + 1}: calibrate on {len(s.calib)} photos ({s.calib[0]} … {s.calib[-1]} by file "
+            f"name), evaluate on the other {len(s.evaluate)} ({s.people} labelled people)",
+            "",
+            *_table(f["bench"]),
+            "",
+            "quantize time (s): " + ", ".join(f"{k2} {v:.0f}" for k2, v in f["seconds"].items()),
+        ]
+        for name, rep in f["reports"].items():
+            for line in rep.summary():
+                out.append(f"- {name}: {line}")
+        out.append("")
+    if len(folds) > 1:
+        out.append("## Mean over folds (ΔAP and fidelity)")
+        out.append("")
+        rows = [f["bench"].rows for f in folds]
+        for i, r in enumerate(rows[0]):
+            d = [rr[i].delta_ap for rr in rows if rr[i].delta_ap is not None]
+            o = [rr[i].fidelity_oks for rr in rows if rr[i].fidelity_oks is not None]
+            out.append(
+                f"- {r.cells()[1]}: ΔAP {100 * sum(d) / len(d):+.1f}"
+                + (f", OKS→float {sum(o) / len(o):.3f}" if o else "")
+            )
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None)
+    ap.add_argument("--num-calib", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=Path("bench_real_out"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--folds", type=int, choices=(1, 2), default=1)
+    args = ap.parse_args(argv)
+    try:
+        if args.model is None or args.data is None:
+            raise BenchRealError(
+                f"no --model/--data given and {SHARED} is not there; "
+                "pass --model YOLO_POSE.onnx --data COCO_DIR"
+            )
+        if not args.model.is_file():
+            raise BenchRealError(f"--model {args.model} does not exist; pass a YOLO-pose .onnx file")
+        folds = [run_fold(args.model, args.data, args.out / f"fold{k + 1}", args, reverse=k == 1)
+                 for k in range(args.folds)]  # fmt: skip
+    except BenchRealError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    text = report(folds, args.model, args.data, args)
+    (args.out / "real.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    from edgepose.errors import EdgeposeError
+
+    try:
+        sys.exit(main())
+    except EdgeposeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,198 @@
+"""The 8-bit stages on tiny onnx.helper graphs: ranges, equalization, rounding, bias correction, the path."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgepose.quant import biascorr, equalize, ranges, rounding
+from edgepose.quant.calib import CalibrationSet
+from edgepose.quant.graph import body_model, find_layers, load_float_model
+from edgepose.quant.optimize import OptimizationLog, StepRecord, choose_prefix
+from edgepose.quant.options import CalibMethod, LayerPrecision
+from edgepose.quant.plan import PrecisionPlan
+from edgepose.quant.quantize import _calibrate, _quantize
+from edgepose.spec import INPUT_NAME
+from tests.helpers.quant_graphs import build_pose_model, make_images
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("qstages")
+    return build_pose_model(d / "pose.onnx"), make_images(d / "calib")
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend(
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names if n not in have
+    )
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
+        names, {INPUT_NAME: x}
+    )
+
+
+# --- ranges ------------------------------------------------------------
+def test_tighten_clips_only_saturating_sides(tiny: tuple[Path, Path]) -> None:
+    model, _ = load_float_model(tiny[0])
+    r = {"c1_out": (-30.0, 12.0), "c2_out": (-7.0, 9.0), "a1": (-0.28, 12.0)}
+    out, changes = ranges.tighten(r, model.graph)
+    assert out["c1_out"] == (-5.0, 12.0)  # read by Sigmoid and Mul(x, Sigmoid(x)): the low side saturates
+    assert out["c2_out"] == (-7.0, 9.0)  # read by Relu: left alone (onnxruntime folds it)
+    assert out["a1"] == (-0.28, 12.0)  # read by a Conv
+    assert [c.tensor for c in changes] == ["c1_out"]
+    assert changes[0].step_ratio == pytest.approx(42.0 / 17.0)
+
+
+def test_sigmoid_only_reader_clips_both_sides_and_cache_roundtrip(tmp_path: Path) -> None:
+    g = helper.make_graph(
+        [helper.make_node("Sigmoid", ["x"], ["y"], name="s")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    )
+    out, _ = ranges.tighten({"x": (-20.0, 30.0)}, g, saturation=6.0)
+    assert out["x"] == (-6.0, 6.0)
+    ranges.save_ranges(out, tmp_path / "c.json")
+    assert ranges.load_ranges(tmp_path / "c.json") == {"x": (-6.0, 6.0)}
+
+
+# --- equalization ------------------------------------------------------------
+def test_equalization_keeps_the_function_and_balances_ranges(tiny: tuple[Path, Path]) -> None:
+    model, _ = load_float_model(tiny[0])
+    pairs = equalize.find_pairs(model)
+    assert [(p.first, p.second) for p in pairs] == [("c2", "c3"), ("c3", "head")]  # c1 -> SiLU: not a pair
+    eq, done = equalize.equalize(model)
+    assert len(done) == 2
+    x = np.random.default_rng(122).random((1, 3, 32, 32), dtype=np.float32)
+    a, b = _run(model, x, ["head_out"]), _run(eq, x, ["head_out"])
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-4, atol=1e-4)
+    w = {t.name: numpy_helper.to_array(t) for t in eq.graph.initializer}
+    w0 = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    # for the second pair: output ranges of c3 and input ranges of head end up equal (sqrt(r1 r2))
+    r1 = np.abs(w["c3.w"]).reshape(8, -1).max(1)
+    r2 = np.abs(w["head.w"]).transpose(1, 0, 2, 3).reshape(8, -1).max(1)
+    np.testing.assert_allclose(r1, r2, rtol=1e-4)
+    assert np.ptp(np.abs(w0["c3.w"]).max(axis=(0, 2, 3))) > 5 * np.ptp(np.abs(w["c3.w"]).max(axis=(0, 2, 3)))
+
+
+# --- rounding ------------------------------------------------------------
+def test_round_rows_beats_nearest_keeps_the_anchor_and_is_nearest_for_independent_inputs() -> None:
+    rng = np.random.default_rng(123)
+    x = rng.normal(size=(2000, 24))
+    x[:, 1:] += 0.8 * x[:, :-1]  # correlated inputs: rounding errors can compensate each other
+    h = x.T @ x
+    w = rng.normal(size=(6, 24))
+    q = rounding.round_rows(w, h)
+    s = np.abs(w).max(1, keepdims=True) / 127
+    err = lambda wq: np.einsum("rd,de,re->", w - wq, h, w - wq)  # noqa: E731
+    assert err(q * s) < 0.95 * err(np.rint(w / s) * s)
+    assert np.array_equal(np.abs(q).max(1), np.full(6, 127.0)) and np.all(q == np.rint(q))
+    anchor = np.argmax(np.abs(w), 1)
+    assert np.array_equal(q[np.arange(6), anchor], 127 * np.sign(w[np.arange(6), anchor]))
+    np.testing.assert_array_equal(
+        rounding.round_rows(w, np.diag(np.arange(1.0, 25.0)), damp=0.0), np.rint(w / s)
+    )
+
+
+def test_sample_patches_reproduce_the_convolution() -> None:
+    rng = np.random.default_rng(124)
+    x = rng.normal(size=(1, 3, 9, 7)).astype(np.float32)
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])
+    geo = rounding.conv_geometry(node, w.shape)
+    assert geo is not None and geo.strides == (2, 2)
+    g = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    y = ort.InferenceSession(
+        helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    ).run(None, {"x": x})[0]
+    p = rounding.sample_patches(x, geo, 1000, np.random.default_rng(0))  # (P, 3, 3, 3): all 5 x 4 positions
+    assert p.shape == (20, 3, 3, 3)
+    got = np.sort((p.reshape(20, -1) @ w.reshape(4, -1).T).ravel())
+    np.testing.assert_allclose(got, np.sort(y.ravel()), rtol=1e-5, atol=1e-5)
+
+
+def test_fitted_weights_survive_onnxruntime_quantization_exactly(tiny: tuple[Path, Path]) -> None:
+    model, spec = load_float_model(tiny[0])
+    layers = find_layers(model)
+    calib = CalibrationSet(tiny[1], spec)
+    mom = rounding.input_moments(body_model(model), layers, calib.subset(4), threads=1)
+    fitted, rep = rounding.fit_rounding(model, layers, mom)
+    assert set(rep.layers) == {la.name for la in layers} and 0 < rep.gain < 1
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = _calibrate(body_model(fitted), calib, CalibMethod.MINMAX, Path(tmp))
+        q = _quantize(fitted, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "r")
+    qi = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    fi = {t.name: numpy_helper.to_array(t) for t in fitted.graph.initializer}
+    for la in layers:
+        w = fi[la.weight].reshape(fi[la.weight].shape[0], -1)
+        s = np.abs(w).max(1, keepdims=True) / 127
+        np.testing.assert_array_equal(qi[la.weight + "_quantized"].reshape(w.shape), np.rint(w / s))
+        np.testing.assert_allclose(w / s, np.rint(w / s), atol=1e-3)  # on the grid before quantizing
+
+
+# --- bias correction ------------------------------------------------------------
+def test_bias_correction_removes_the_local_mean_error(tiny: tuple[Path, Path]) -> None:
+    model, spec = load_float_model(tiny[0])
+    layers = find_layers(model)
+    calib = CalibrationSet(tiny[1], spec)
+    images = calib.subset(8)
+    body = body_model(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = _calibrate(body, calib, CalibMethod.MINMAX, Path(tmp))
+        q = _quantize(model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "a")
+        twin, pairs = biascorr.twin_model(q, body, layers)
+        # onnxruntime folds each ReLU into its conv's Q range and names the conv's output after it
+        assert [p[0] for p in pairs] == ["c1_out", "r2", "r3", "head_out"]
+        assert [p[1] for p in pairs] == [
+            biascorr.TWIN + t for t in ("c1_out", "c2_out", "c3_out", "head_out")
+        ]
+        err = biascorr.local_errors(q, body, layers, images, threads=1)
+        fixed, bc = biascorr.apply_bias_correction(model, layers, err)
+        q2 = _quantize(fixed, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "b")
+        after = biascorr.local_errors(q2, body, layers, images, threads=1)
+    assert set(bc.errors) == {la.name for la in layers}
+    before = np.mean([np.abs(e).mean() for e in err.values()])
+    assert np.mean([np.abs(e).mean() for e in after.values()]) < 0.3 * before
+    b0 = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}["c1.b"]
+    b1 = {t.name: numpy_helper.to_array(t) for t in fixed.graph.initializer}["c1.b"]
+    np.testing.assert_allclose(b1, b0 - err["c1"], rtol=1e-5, atol=1e-6)
+    # the twin's float layer reading the quantized model's tensors reproduces the float model exactly for c1
+    x = images[0]
+    t1 = _run(twin, x, [biascorr.TWIN + "c1_out"])[0]
+    np.testing.assert_allclose(t1, _run(body, x, ["c1_out"])[0], rtol=1e-5, atol=1e-5)
+
+
+# --- choose_prefix --------------------------------------------------------
+
+
+def test_choose_prefix_keeps_the_best_path_prefix() -> None:
+    # YOLO11n-pose, the second split: each stage alone little better, the path much better
+    assert choose_prefix([0.0924, 0.0886, 0.0786, 0.0589], [False] * 3) == 3
+    # the shipped edgepose-n: rounding 2.8% better than nothing, within the 5% noise: keep nothing
+    assert choose_prefix([0.0462, 0.0462, 0.0449, 0.0455], [False] * 3) == 0
+    assert choose_prefix([0.1, 0.05, 0.0495, 0.2], [False] * 3) == 1  # the shortest within 5% of the best
+    assert choose_prefix([0.1, 0.05, 0.0495, 0.2], [False, False, True]) == 3  # forced: kept whatever
+    assert choose_prefix([0.1], []) == 0
+    log = OptimizationLog()
+    log.steps.append(StepRecord("ranges", True, 0.1, 0.05, 1.0, "d", ["L1"]))
+    log.steps.append(StepRecord("rounding", False, 0.05, 0.06, 1.0, "d", ["L2"]))
+    assert log.kept() == ["ranges"] and log.per_layer() == {"L1": ["ranges"]}
+    assert "dropped" in log.steps[1].describe() and "0.0500 -> 0.0600" in log.steps[1].describe()
