@@ -32,7 +32,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from edgepose.onnxkit.graph import default_opset
+from edgepose.onnxkit.graph import consumers, default_opset
 from edgepose.quant.graph import Layer, upgrade_opset
 from edgepose.runtime.session import session_options
 from edgepose.spec import INPUT_NAME
@@ -145,10 +145,7 @@ def apply_bias_correction(
     g = m.graph
     nodes = {n.name: n for n in g.node}
     inits = {t.name: t for t in g.initializer}
-    readers: dict[str, int] = {}
-    for n in g.node:
-        for t in n.input:
-            readers[t] = readers.get(t, 0) + 1
+    readers = {t: len(ns) for t, ns in consumers(g).items()}  # how many inputs read each tensor
     done: dict[str, float] = {}
     for la in layers:
         err = errors.get(la.name)

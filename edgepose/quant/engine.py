@@ -21,13 +21,13 @@ from onnx import numpy_helper
 from edgepose.quant import biascorr, equalize, ranges, rounding
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.fidelity import DEFAULT_REF_CONF, Fidelity
-from edgepose.quant.graph import Layer, body_model, find_layers, float_nodes
+from edgepose.quant.graph import Layer, body_model, chain_tensors, find_layers, float_nodes
 from edgepose.quant.optimize import OptimizationLog, Options, StepRecord, better, choose_prefix
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
 from edgepose.quant.plan import PrecisionPlan
 from edgepose.quant.report import LayerRow
 from edgepose.quant.taskplan import SearchResult, layer_macs, order_layers, search, unfused_by
-from edgepose.quant.taskprobe import TaskProbe, chain_tensors, pick_probe_images
+from edgepose.quant.taskprobe import TaskProbe, pick_probe_images
 from edgepose.spec import PoseSpec
 
 Build = Callable[[onnx.ModelProto, PrecisionPlan, Path, str], onnx.ModelProto]  # (model, plan, cache, tag)
@@ -183,6 +183,8 @@ class Engine:
                 StepRecord(name, False, path[-1][2].drop, fid.drop, time.perf_counter() - t, detail, changed)
             )
             path.append((m2, c2, fid))
+            if self.tick:
+                self.tick(f"optimize {name}", 1, 1)
         k = choose_prefix([p[2].drop for p in path], [options.wanted(n) is True for n, _ in stages])
         for i, step in enumerate(steps):
             step.kept = i < k
@@ -241,6 +243,8 @@ class Engine:
             max_drop=max_drop,
             progress=(lambda d, n: self.tick("mixed search", d, n)) if self.tick else None,
         )
+        if self.tick:  # the search's length is known only now: close its bar
+            self.tick("mixed search", len(result.trials), len(result.trials))
         plan = self.plan_for(result.chosen, high)
         return MixedOutcome(plan, sensitivity, result, order, macs, seconds_probe)
 

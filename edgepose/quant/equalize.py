@@ -67,10 +67,7 @@ def equalize(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Pair]]:
     g = m.graph
     nodes = {n.name: n for n in g.node}
     inits = {t.name: t for t in g.initializer}
-    uses: dict[str, int] = {}
-    for n in g.node:
-        for t in n.input:
-            uses[t] = uses.get(t, 0) + 1
+    uses = {t: len(ns) for t, ns in consumers(g).items()}  # how many inputs read each tensor
     done = []
     for pair in find_pairs(m):
         c1, c2 = nodes[pair.first], nodes[pair.second]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,3 +207,24 @@ def dequantized_initializer(qdq: onnx.ModelProto, dq: onnx.NodeProto) -> np.ndar
         shape[axis] = -1
         scale, zp = scale.reshape(shape), np.reshape(zp, shape) if np.ndim(zp) else zp  # broadcast on axis
     return ((q - zp) * scale).astype(np.float32)
+
+
+def chain_tensors(layers: Sequence[Layer], graph: onnx.GraphProto, stop: set[str]) -> list[str]:
+    """Activation tensors `layers` read, walked upstream through non-layer ops to the producing layers.
+
+    The producing layers' outputs are included (a 16-bit plan writes them at 16 bits); nodes named in
+    `stop` (the float tail) end the walk.
+    """
+    prod = producers(graph)
+    inits = {t.name for t in graph.initializer}
+    seen: set[str] = set()
+    stack = [t for la in layers for t in la.activations]
+    while stack:
+        t = stack.pop()
+        if t in seen or t in inits:
+            continue
+        seen.add(t)
+        p = prod.get(t)
+        if p is not None and p.op_type not in LAYER_OPS and p.name not in stop:
+            stack.extend(i for i in p.input if i)
+    return sorted(seen)

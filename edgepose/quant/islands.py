@@ -30,9 +30,8 @@ from onnx import helper, numpy_helper
 
 from edgepose.onnxkit.graph import producers
 from edgepose.onnxkit.ops import QDQ_OPS
-from edgepose.quant.graph import LAYER_OPS, Layer
+from edgepose.quant.graph import LAYER_OPS, Layer, chain_tensors
 from edgepose.quant.tailfix import _drop_dead_qdq, _float_source
-from edgepose.quant.taskprobe import chain_tensors
 
 GUARD = "ep_island/"
 

@@ -33,8 +33,8 @@ from typing import Any
 import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-from edgepose.onnxkit.graph import consumers, producers
-from edgepose.quant.graph import LAYER_OPS, Layer
+from edgepose.onnxkit.graph import consumers
+from edgepose.quant.graph import Layer, chain_tensors
 from edgepose.quant.islands import island_nodes
 from edgepose.quant.options import CalibMethod, LayerPrecision
 from edgepose.spec import Precision
@@ -99,28 +99,6 @@ def calibrator_options(method: CalibMethod) -> dict[str, Any]:
     return {}
 
 
-def _sixteen_bit_tensors(high16: list[Layer], graph: onnx.GraphProto, tail: set[str]) -> list[str]:
-    """Activation tensors that must be 16-bit so the 16-bit layers read data never rounded to 8 bits.
-
-    From each 16-bit layer's inputs, walk upstream through non-layer ops (Concat, Relu, MaxPool, Add,
-    Resize, ...) to the producing layers or graph inputs: every tensor on the way is produced at 16 bits
-    (otherwise e.g. a Concat's 8-bit inputs would already have lost what the 16-bit reader keeps).
-    """
-    prod = producers(graph)
-    inits = {t.name for t in graph.initializer}
-    seen: set[str] = set()
-    stack = [t for la in high16 for t in la.activations]
-    while stack:
-        t = stack.pop()
-        if t in seen or t in inits:
-            continue
-        seen.add(t)
-        p = prod.get(t)
-        if p is not None and p.op_type not in LAYER_OPS and p.name not in tail:
-            stack.extend(i for i in p.input if i)
-    return sorted(seen)
-
-
 def quantize_static_args(
     plan: PrecisionPlan, layers: list[Layer], graph: onnx.GraphProto, tail: list[str]
 ) -> dict[str, Any]:
@@ -137,7 +115,7 @@ def quantize_static_args(
         for la in high16:
             overrides[la.weight] = [{"quant_type": QuantType.QInt16, "axis": la.axis}]
         readers = consumers(graph)
-        for t in _sixteen_bit_tensors(high16, graph, set(tail)):
+        for t in chain_tensors(high16, graph, set(tail)):
             eight_bit = sorted(
                 n.name
                 for n in readers.get(t, [])

@@ -26,7 +26,7 @@ from onnx import helper
 
 from edgepose.onnxkit.graph import consumers, producers
 from edgepose.quant.fidelity import DEFAULT_REF_CONF, Detections, Fidelity, FidelityMeter
-from edgepose.quant.graph import LAYER_OPS, Layer, dequantized_initializer
+from edgepose.quant.graph import Layer, chain_tensors, dequantized_initializer
 from edgepose.runtime.session import session_options
 from edgepose.spec import (
     DETECTIONS_NAME,
@@ -42,27 +42,6 @@ from edgepose.spec import (
 _P = "ep_probe/"
 # Candidates at the COCO evaluation setting: a low score threshold so a score that falls is still matched.
 PROBE_CONF, PROBE_IOU = 0.001, 0.65
-
-
-def chain_tensors(layers: Sequence[Layer], graph: onnx.GraphProto, stop: set[str]) -> list[str]:
-    """Activation tensors `layers` read, walked upstream through non-layer ops to the producing layers.
-
-    The producing layers' outputs are included (a 16-bit plan writes them at 16 bits); nodes named in
-    `stop` (the float tail) end the walk.
-    """
-    prod = producers(graph)
-    inits = {t.name for t in graph.initializer}
-    seen: set[str] = set()
-    stack = [t for la in layers for t in la.activations]
-    while stack:
-        t = stack.pop()
-        if t in seen or t in inits:
-            continue
-        seen.add(t)
-        p = prod.get(t)
-        if p is not None and p.op_type not in LAYER_OPS and p.name not in stop:
-            stack.extend(i for i in p.input if i)
-    return sorted(seen)
 
 
 def _feeds(session: ort.InferenceSession, spec: PoseSpec) -> dict[str, np.ndarray]:

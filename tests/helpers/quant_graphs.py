@@ -17,9 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.export.tail import append_nms_tail
 from edgepose.spec import INPUT_NAME, TAIL_PREFIX, PoseSpec
-
-K = 17
-CH = 5 + 3 * K
+from tests.helpers.quant_models import CH, K, decode_nodes
 
 
 def _conv(name: str, x: str, w: np.ndarray, b: np.ndarray, **attrs: object) -> tuple[onnx.NodeProto, list]:
@@ -74,44 +72,9 @@ def build_pose_model(path: Path, seed: int = 120, size: int = 32, wide_channel: 
         [helper.make_tensor_value_info(raw, TensorProto.FLOAT, None)],
         inits,
     )
-    p = TAIL_PREFIX + "decode/"
-
-    def tnode(op: str, ins: list[str], name: str, **kw: object) -> str:
-        g.node.append(helper.make_node(op, ins, [p + name], name=p + name, **kw))
-        return p + name
-
-    def const(name: str, v: np.ndarray) -> str:
-        g.initializer.append(numpy_helper.from_array(v, p + name))
-        return p + name
-
-    flat = tnode("Reshape", [raw, const("shape", np.array([1, CH, -1], np.int64))], "flat")  # (1, CH, N)
-    rows = tnode("Transpose", [flat], "rows", perm=[0, 2, 1])  # (1, N, CH)
-    ax = const("ax", np.array([2], np.int64))
-
-    def cols(name: str, a: int, b: int) -> str:
-        return tnode(
-            "Slice",
-            [
-                rows,
-                const(name + "_a", np.array([a], np.int64)),
-                const(name + "_b", np.array([b], np.int64)),
-                ax,
-            ],
-            name,
-        )
-
-    xy = tnode(
-        "Mul", [tnode("Sigmoid", [cols("xy", 0, 2)], "xy_sig"), const("s", np.array(size, np.float32))], "xy1"
-    )
-    wh = tnode(
-        "Mul", [tnode("Sigmoid", [cols("wh", 2, 4)], "wh_sig"), const("w", np.array(12, np.float32))], "wh_px"
-    )
-    boxes = tnode("Concat", [xy, tnode("Add", [xy, wh], "xy2")], "boxes", axis=2)  # (1, N, 4)
-    scores = tnode("Squeeze", [tnode("Sigmoid", [cols("sc", 4, 5)], "sc_sig"), ax], "scores")  # (1, N)
-    kp = tnode(
-        "Mul",
-        [tnode("Sigmoid", [cols("kp", 5, CH)], "kp_sig"), const("k", np.array(size, np.float32))],
-        "kp_px",
+    prefix = TAIL_PREFIX + "decode/"
+    boxes, scores, kp = decode_nodes(
+        g, raw, prefix, xy_scale=size, wh_scale=12, kpt_sigmoid=True, kpt_scale=size
     )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m = append_nms_tail(

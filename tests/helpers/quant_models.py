@@ -51,9 +51,17 @@ def _torch_net(seed: int):
     return Net().eval()
 
 
-def _decode(g: onnx.GraphProto, raw: str, level: str) -> tuple[str, str, str]:
-    """(1, CH, h, w) raw map -> boxes (1, N, 4), scores (1, N), keypoints (1, N, 3K), all tail nodes."""
-    p = f"{TAIL_PREFIX}decode/{level}/"
+def decode_nodes(
+    g: onnx.GraphProto,
+    raw: str,
+    p: str,
+    *,
+    xy_scale: float,
+    wh_scale: float,
+    kpt_sigmoid: bool,
+    kpt_scale: float,
+) -> tuple[str, str, str]:
+    """(1, CH, h, w) raw map -> boxes (1, N, 4), scores (1, N), keypoints (1, N, 3K), all named under `p`."""
 
     def node(op: str, ins: list[str], name: str, **kw: object) -> str:
         g.node.append(helper.make_node(op, ins, [p + name], name=p + name, **kw))
@@ -68,29 +76,24 @@ def _decode(g: onnx.GraphProto, raw: str, level: str) -> tuple[str, str, str]:
     ax = const("ax", np.array([2], np.int64))
 
     def cols(name: str, a: int, b: int) -> str:
-        return node(
-            "Slice",
-            [
-                rows,
-                const(name + "_a", np.array([a], np.int64)),
-                const(name + "_b", np.array([b], np.int64)),
-                ax,
-            ],
-            name,
-        )
+        ends = [const(name + "_a", np.array([a], np.int64)), const(name + "_b", np.array([b], np.int64))]
+        return node("Slice", [rows, *ends, ax], name)
 
-    xy = node(
-        "Mul", [node("Sigmoid", [cols("xy", 0, 2)], "xy_sig"), const("s", np.array(128, np.float32))], "xy1"
-    )
-    wh = node(
-        "Mul",
-        [node("Sigmoid", [cols("wh", 2, 4)], "wh_sig"), const("wmax", np.array(40, np.float32))],
-        "wh_px",
-    )
+    def scaled(x: str, name: str, scale: float) -> str:
+        return node("Mul", [x, const(name + "_k", np.array(scale, np.float32))], name + "_px")
+
+    xy = scaled(node("Sigmoid", [cols("xy", 0, 2)], "xy_sig"), "xy", xy_scale)
+    wh = scaled(node("Sigmoid", [cols("wh", 2, 4)], "wh_sig"), "wh", wh_scale)
     boxes = node("Concat", [xy, node("Add", [xy, wh], "xy2")], "boxes", axis=2)  # (1, N, 4) x1y1x2y2
     score = node("Squeeze", [node("Sigmoid", [cols("sc", 4, 5)], "sc_sig"), ax], "scores")  # (1, N)
-    kpts = node("Mul", [cols("kp", 5, CH), const("k", np.array(4, np.float32))], "kpts")  # (1, N, 3K)
+    kp = cols("kp", 5, CH)
+    kpts = scaled(node("Sigmoid", [kp], "kp_sig") if kpt_sigmoid else kp, "kpts", kpt_scale)  # (1, N, 3K)
     return boxes, score, kpts
+
+
+def _decode(g: onnx.GraphProto, raw: str, level: str) -> tuple[str, str, str]:
+    return decode_nodes(g, raw, f"{TAIL_PREFIX}decode/{level}/", xy_scale=128, wh_scale=40, kpt_sigmoid=False,
+                        kpt_scale=4)  # fmt: skip
 
 
 def build_e2e_model(path: Path, seed: int = 100, size: int = 128) -> Path:

@@ -16,13 +16,13 @@ from edgepose.bench.kernels import count_kernels, optimized_kernels, read_nodes
 from edgepose.quant import probecache
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.fidelity import Fidelity
-from edgepose.quant.graph import body_model, find_layers, float_nodes, load_float_model
+from edgepose.quant.graph import body_model, chain_tensors, find_layers, float_nodes, load_float_model
 from edgepose.quant.islands import guard_weight_requantization, island_nodes
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
 from edgepose.quant.plan import PrecisionPlan
 from edgepose.quant.quantize import _calibrate, _quantize, quantize_model
 from edgepose.quant.taskplan import layer_macs, order_layers, predict, search, unfused_by
-from edgepose.quant.taskprobe import TaskProbe, chain_tensors, pick_probe_images
+from edgepose.quant.taskprobe import TaskProbe, pick_probe_images
 from edgepose.spec import Precision
 from tests.helpers.quant_graphs import CH, build_pose_model, make_images
 
