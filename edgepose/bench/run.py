@@ -1,4 +1,9 @@
-"""run_bench: models (+ variants) x val set -> accuracy, latency, kernels, size per model file -> reports."""
+"""run_bench: models (+ variants) x val set -> accuracy, latency, kernels, size per model file -> reports.
+
+Over 300 lines on purpose: this is the bench's orchestration read top to bottom (check inputs ->
+candidates -> evaluate, float rows first -> rows -> settings -> reports), one short function per
+step; what is measured lives in accuracy.py, latency.py, kernels.py and fidelity.py.
+"""
 
 from __future__ import annotations
 

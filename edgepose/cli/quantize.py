@@ -135,7 +135,8 @@ def quantize(
     """Quantize MODEL with onnxruntime (static QDQ, per-channel weights); the decode/NMS tail stays float."""
     from edgepose.fsio import check_new
     from edgepose.quant.optimize import Options
-    from edgepose.quant.quantize import check_options, default_output, quantize_model, report_path
+    from edgepose.quant.options import check_options, default_output, report_path
+    from edgepose.quant.quantize import quantize_model
 
     precision = _precision(bits, mixed, budget, max_drop, latency_aware)
     check_options(precision, budget, max_drop)

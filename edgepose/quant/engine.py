@@ -5,6 +5,10 @@ calibration ranges, the probe images and the float model's detections on them - 
 probe runs once and every mixed flavour, every optimization check and the final report reuse it.
 Each `build` is a real onnxruntime.quantization run (plan.quantize_static_args), each `measure` the
 real quantized model on the probe images (edgepose.quant.fidelity).
+
+Over 300 lines on purpose: the stages are methods of one Engine because they share its measured state
+(ranges, probe and check images, the float detections); the numerics live in equalize.py, ranges.py,
+rounding.py, biascorr.py, taskprobe.py and taskplan.py.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from edgepose.quant import biascorr, equalize, ranges, rounding
 from edgepose.quant.calib import CalibrationSet
@@ -24,8 +27,7 @@ from edgepose.quant.fidelity import DEFAULT_REF_CONF, Fidelity
 from edgepose.quant.graph import Layer, body_model, chain_tensors, find_layers, float_nodes
 from edgepose.quant.optimize import OptimizationLog, Options, StepRecord, better, choose_prefix
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
-from edgepose.quant.plan import PrecisionPlan
-from edgepose.quant.report import LayerRow
+from edgepose.quant.plan import PrecisionPlan, merge_for_plan
 from edgepose.quant.taskplan import SearchResult, layer_macs, order_layers, search, unfused_by
 from edgepose.quant.taskprobe import TaskProbe, pick_probe_images
 from edgepose.spec import PoseSpec
@@ -256,35 +258,6 @@ class Engine:
         )
 
 
-def merge_for_plan(
-    original: onnx.ModelProto, prepared: onnx.ModelProto, plan: PrecisionPlan, layers: Sequence[Layer]
-) -> onnx.ModelProto:
-    """`prepared` (fitted for 8 bits) with the original weights and bias on the high-precision layers."""
-    high = set(plan.high())
-    if not high:
-        return prepared
-    m = onnx.ModelProto()
-    m.CopyFrom(prepared)
-    onodes = {n.name: n for n in original.graph.node}
-    oinits = {t.name: t for t in original.graph.initializer}
-    nodes = {n.name: n for n in m.graph.node}
-    for la in layers:
-        if la.name not in high or la.name not in onodes:
-            continue
-        node, onode = nodes[la.name], onodes[la.name]
-        for j in range(1, len(onode.input)):
-            src = oinits.get(onode.input[j])
-            if src is None:
-                continue
-            t = numpy_helper.from_array(numpy_helper.to_array(src), f"{la.name}/ep_orig/in{j}")
-            m.graph.initializer.append(t)
-            while len(node.input) <= j:
-                node.input.append("")
-            node.input[j] = t.name
-        del node.input[len(onode.input) :]  # a bias added by bias correction: the original had none
-    return m
-
-
 def equalized(model: onnx.ModelProto, wanted: bool | None) -> tuple[onnx.ModelProto, int]:
     """The model with its Conv -> ReLU -> Conv pairs equalized (and how many), unless `wanted` is False."""
     if wanted is False:
@@ -382,32 +355,3 @@ def final_bias_pass(
         )
     )
     return (q2, fixed) if keep else (q, prepared)
-
-
-def layer_rows(
-    layers: Sequence[Layer], plan: PrecisionPlan, outcome: MixedOutcome | None, log: OptimizationLog
-) -> list[LayerRow]:
-    """Per layer: task sensitivity and rank (--mixed), precision, and the optimizations that changed it."""
-    sens = outcome.sensitivity if outcome else None
-    rank = {i: r + 1 for r, i in enumerate(outcome.order)} if outcome else {}
-    opts = log.per_layer()
-    rows = []
-    for i, la in enumerate(layers):
-        precision = plan.of(la.name)
-        done = [
-            o
-            for o in opts.get(la.name, [])
-            if precision is LayerPrecision.INT8 or o in ("equalize", "ranges")
-        ]
-        rows.append(
-            LayerRow(
-                la.name,
-                la.op,
-                precision,
-                sens[i] if sens else None,
-                rank.get(i),
-                done,
-                outcome.macs[i] if outcome else None,
-            )
-        )
-    return rows

@@ -27,10 +27,12 @@ always excluded, and stay float (tailfix.keep_tail_float).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import onnx
+from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
 from edgepose.onnxkit.graph import consumers
@@ -139,3 +141,32 @@ def quantize_static_args(
         "nodes_to_exclude": exclude,
         "extra_options": extra,
     }
+
+
+def merge_for_plan(
+    original: onnx.ModelProto, prepared: onnx.ModelProto, plan: PrecisionPlan, layers: Sequence[Layer]
+) -> onnx.ModelProto:
+    """`prepared` (fitted for 8 bits) with the original weights and bias on the high-precision layers."""
+    high = set(plan.high())
+    if not high:
+        return prepared
+    m = onnx.ModelProto()
+    m.CopyFrom(prepared)
+    onodes = {n.name: n for n in original.graph.node}
+    oinits = {t.name: t for t in original.graph.initializer}
+    nodes = {n.name: n for n in m.graph.node}
+    for la in layers:
+        if la.name not in high or la.name not in onodes:
+            continue
+        node, onode = nodes[la.name], onodes[la.name]
+        for j in range(1, len(onode.input)):
+            src = oinits.get(onode.input[j])
+            if src is None:
+                continue
+            t = numpy_helper.from_array(numpy_helper.to_array(src), f"{la.name}/ep_orig/in{j}")
+            m.graph.initializer.append(t)
+            while len(node.input) <= j:
+                node.input.append("")
+            node.input[j] = t.name
+        del node.input[len(onode.input) :]  # a bias added by bias correction: the original had none
+    return m

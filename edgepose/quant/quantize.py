@@ -21,25 +21,20 @@ TAIL_PREFIX names, the plan's layer names) and does not promise to keep metadata
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import create_calibrator, quantize_static
-from onnxruntime.quantization.calibrate import save_tensors_data
 
 from edgepose import __version__, defaults, fsio
-from edgepose.errors import ConfigError
 from edgepose.onnxkit.graph import default_opset
-from edgepose.onnxkit.model import finalize, metadata
+from edgepose.onnxkit.model import finalize
 from edgepose.quant import probecache
 from edgepose.quant.calib import CalibrationSet, check_calibration
 from edgepose.quant.engine import (
@@ -48,81 +43,35 @@ from edgepose.quant.engine import (
     equalized,
     final_bias_pass,
     keep_equalization,
-    layer_rows,
-    merge_for_plan,
 )
 from edgepose.quant.fidelity import Fidelity, nmse
 from edgepose.quant.graph import (
     body_model,
-    find_layers,
-    float_nodes,
     load_float_model,
-    raw_head_outputs,
-    upgrade_opset,
 )
-from edgepose.quant.islands import island_nodes, keep_float
 from edgepose.quant.optimize import OptimizationLog, Options
-from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision, Progress
-from edgepose.quant.plan import (
-    OPSET_16BIT,
-    QUANT_FORMAT,
-    PrecisionPlan,
-    calibrator_options,
-    ort_method,
-    quantize_static_args,
+from edgepose.quant.options import (
+    CalibMethod,
+    HighPrecision,
+    LayerPrecision,
+    Progress,
+    check_options,
+    default_output,
+    report_path,
 )
-from edgepose.quant.report import QuantReport
-from edgepose.quant.tailfix import keep_tail_float
+from edgepose.quant.ortsteps import calibrate, quantize_with, raw_outputs
+from edgepose.quant.plan import (
+    PrecisionPlan,
+    merge_for_plan,
+)
+from edgepose.quant.report import QuantReport, layer_rows, quant_metadata
 from edgepose.quant.taskplan import describe_trials
-from edgepose.runtime.session import cpu_session
 from edgepose.spec import (
-    INPUT_NAME,
-    METADATA_PREFIX,
-    QUANT_METHOD_KEY,
-    QUANT_PLAN_KEY,
-    QUANT_SOURCE_KEY,
     PoseSpec,
     Precision,
 )
 
 NUM_PROBE_IMAGES = 8
-CALIB_CHUNK = 8  # images per calibrator pass: every tensor of every image is held until the pass ends
-
-
-def default_output(model_path: str | os.PathLike[str], precision: Precision) -> Path:
-    p = Path(model_path)
-    return p.with_name(f"{p.stem}.{precision.value}.onnx")
-
-
-def report_path(out_path: str | os.PathLike[str]) -> Path:
-    """MODEL.onnx -> MODEL.quant.json beside it."""
-    p = Path(out_path)
-    return p.with_name(f"{p.stem}.quant.json")
-
-
-def check_options(precision: Precision, budget: float | None, max_drop: float | None) -> None:
-    if precision is Precision.FLOAT:
-        raise ConfigError("precision float is not a quantization; choose --bits 8, --bits 16 or --mixed")
-    if budget is not None and not (0.0 < budget < 1.0):
-        raise ConfigError(
-            f"--budget {budget} is outside (0, 1); it is the fraction of layers kept at high precision, "
-            f"e.g. {defaults.MIXED_BUDGET}"
-        )
-    if max_drop is not None and not (0.0 < max_drop < 1.0):
-        raise ConfigError(
-            f"--max-drop {max_drop} is outside (0, 1); it is the largest drop in fidelity to float "
-            "(1 - mean OKS x score agreement with the float model's people), e.g. 0.01"
-        )
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """onnxruntime.quantization logs advice ("consider pre-processing") through the root logger."""
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 class _Stages:
@@ -145,73 +94,6 @@ class _Stages:
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
         if ticks:
             self.tick(name, 1, 1)
-
-
-def _calibrate(body: onnx.ModelProto, calib: CalibrationSet, method: CalibMethod, tmp: Path) -> Path:
-    """Ranges for every body tensor, computed once and saved as onnxruntime's calibration cache."""
-    tmp.mkdir(exist_ok=True)
-    body_path = tmp / "body.onnx"
-    onnx.save(body, str(body_path))
-    with _quiet():
-        calibrator = create_calibrator(
-            body_path,
-            None,
-            augmented_model_path=str(tmp / "augmented.onnx"),
-            calibrate_method=ort_method(method),
-            extra_options=calibrator_options(method),
-        )
-        for start in range(0, len(calib), CALIB_CHUNK):  # bounded memory; each call merges its ranges
-            calibrator.collect_data(calib.reader(start, start + CALIB_CHUNK))
-        ranges = calibrator.compute_data()
-    cache = tmp / "calibration.json"
-    save_tensors_data(ranges, cache)
-    return cache
-
-
-def _quantize(
-    model: onnx.ModelProto, plan: PrecisionPlan, cache: Path, method: CalibMethod, tmp: Path, tag: str
-) -> onnx.ModelProto:
-    """One quantize_static run of `model` under `plan`, ranges from `cache`; the tail and the plan's
-    float layers (islands) forced float."""
-    prepared = upgrade_opset(model, OPSET_16BIT) if plan.uses_16bit else model
-    layers = find_layers(prepared)
-    args = quantize_static_args(
-        plan, layers, prepared.graph, [n.name for n in float_nodes(prepared) if n.name]
-    )
-    out = tmp / f"{tag}.onnx"
-    with _quiet():
-        quantize_static(
-            prepared, out, None, calibrate_method=ort_method(method), calibration_cache_path=cache, **args
-        )
-    q = onnx.load(str(out))
-    keep_tail_float(q, prepared)
-    floats = [la for la in layers if plan.of(la.name) is LayerPrecision.FLOAT]
-    if floats:
-        tail = {n.name for n in float_nodes(prepared)}
-        keep_float(q, set(island_nodes(floats, prepared.graph, tail)))
-    return q
-
-
-def raw_outputs(
-    model: onnx.ModelProto,
-    images: Sequence[np.ndarray],
-    threads: int | None = None,
-    names: Sequence[str] | None = None,
-) -> list[list[np.ndarray]]:
-    """The raw head outputs (what the tail reads) for each image; a body graph's outputs (no tail).
-
-    `names` fixes which tensors, in which order: a quantized copy may list its tail's inputs in another
-    graph order than the float model (ER-Pose's TopK tail does), and `nmse` pairs outputs by position.
-    """
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    names = list(names or raw_head_outputs(model) or [o.name for o in model.graph.output])
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend(
-        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in have
-    )
-    sess = cpu_session(m.SerializeToString(), threads)
-    return [sess.run(names, {INPUT_NAME: x}) for x in images]
 
 
 @dataclass
@@ -241,7 +123,7 @@ class _Run:
         return self.precision is Precision.MIXED
 
     def build(self, m: onnx.ModelProto, plan: PrecisionPlan, cache: Path, tag: str) -> onnx.ModelProto:
-        return _quantize(m, plan, cache, self.method, self.tmp, tag)
+        return quantize_with(m, plan, cache, self.method, self.tmp, tag)
 
 
 def _start(run: _Run, model: onnx.ModelProto, spec: PoseSpec) -> Engine:
@@ -249,13 +131,13 @@ def _start(run: _Run, model: onnx.ModelProto, spec: PoseSpec) -> Engine:
     original = model
     eq, pairs = equalized(model, run.options.equalize if run.precision is not Precision.INT16 else False)
     with run.stages.stage("calibrate"):
-        cache = _calibrate(body_model(eq), run.calib, run.method, run.tmp)
+        cache = calibrate(body_model(eq), run.calib, run.method, run.tmp)
     engine = Engine(eq, spec, run.calib, cache, run.tmp, run.build, run.threads, run.num_probe_images,
                     run.stages.tick)  # fmt: skip
     if pairs:
 
         def plain(m: onnx.ModelProto) -> Path:
-            return _calibrate(body_model(m), run.calib, run.method, run.tmp / "plain")
+            return calibrate(body_model(m), run.calib, run.method, run.tmp / "plain")
 
         engine = keep_equalization(original, engine, pairs, run.method, run.log, plain, run.options.equalize)
     return engine
@@ -321,7 +203,7 @@ class _Measured:
 def _final(run: _Run, engine: Engine, chosen: _Chosen, original: onnx.ModelProto) -> _Measured:
     """The written model under the chosen plan (with its own bias pass) and how close to float it is."""
     with run.stages.stage("quantize"):
-        q = _quantize(chosen.prepared, chosen.plan, chosen.cache, run.method, run.tmp, "final")
+        q = quantize_with(chosen.prepared, chosen.plan, chosen.cache, run.method, run.tmp, "final")
         if chosen.plan.high() and any("biascorr" in k for k in run.log.kept()):
             # the plan's own mean errors, one more pass
             q, chosen.prepared = final_bias_pass(
@@ -357,31 +239,6 @@ def _report(
         predicted_drop=outcome.search.best.predicted if outcome and outcome.search.best else None,
         latency_aware=run.latency_aware if run.mixed else None,
     )  # fmt: skip
-
-
-def _quant_metadata(
-    model: onnx.ModelProto, spec: PoseSpec, plan: PrecisionPlan, report: QuantReport, kept: list[str]
-) -> dict[str, str]:
-    """Our metadata_props of the quantized file: the float file's with the precision, plan, method (with
-    the kept 8-bit optimizations) and the float file's identity (QUANT_SOURCE_KEY: what bench takes ΔAP
-    against). Sorted by key: deterministic bytes."""
-    quant_method = {
-        "method": report.method.value,
-        "num_calib": report.num_calib,
-        "activations": report.activation_type,
-        "weights": report.weight_type + " per-channel symmetric",
-        "high_precision": report.high_precision.value if report.high_precision else None,
-        "format": QUANT_FORMAT.name,
-        "onnxruntime": ort.__version__,
-        "optimizations": kept,
-    }
-    props = {k: v for k, v in metadata(model).items() if k.startswith(METADATA_PREFIX)}
-    props.update(spec.replace(precision=report.precision).to_metadata())
-    props[QUANT_PLAN_KEY] = json.dumps(plan.high() if report.precision is Precision.MIXED else [])
-    props[QUANT_METHOD_KEY] = json.dumps(quant_method, sort_keys=True)
-    source = {"sha256": fsio.file_digest(report.model), "file": Path(report.model).name}
-    props[QUANT_SOURCE_KEY] = json.dumps(source, sort_keys=True)
-    return dict(sorted(props.items()))
 
 
 def quantize_model(
@@ -438,5 +295,5 @@ def quantize_model(
             names = [la.name for la in engine.layers]
             probecache.save(run.model_path, run.probe_key, names, chosen.outcome.sensitivity)
 
-    finalize(q, _quant_metadata(model, spec, chosen.plan, report, run.log.kept()), out, beside=beside)
+    finalize(q, quant_metadata(model, spec, chosen.plan, report, run.log.kept()), out, beside=beside)
     return report

@@ -1,14 +1,35 @@
-"""QuantReport: what `edgepose quantize` did, as JSON beside the model and rows for a table."""
+"""QuantReport: what `edgepose quantize` did, as JSON beside the model and rows for a table; and the
+metadata the quantized file carries (quant_metadata)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import onnx
+import onnxruntime as ort
+
+from edgepose import fsio
+from edgepose.onnxkit.model import metadata
 from edgepose.quant.fidelity import Fidelity
+from edgepose.quant.graph import Layer
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
-from edgepose.quant.plan import PrecisionPlan, activation_type_name, weight_type_name
-from edgepose.spec import Precision
+from edgepose.quant.plan import QUANT_FORMAT, PrecisionPlan, activation_type_name, weight_type_name
+from edgepose.spec import (
+    METADATA_PREFIX,
+    QUANT_METHOD_KEY,
+    QUANT_PLAN_KEY,
+    QUANT_SOURCE_KEY,
+    PoseSpec,
+    Precision,
+)
+
+if TYPE_CHECKING:
+    from edgepose.quant.engine import MixedOutcome
+    from edgepose.quant.optimize import OptimizationLog
 
 
 @dataclass
@@ -151,3 +172,57 @@ def _describe_step(step: dict[str, object]) -> str:
     )
     detail = f"; {step['detail']}" if step.get("detail") else ""
     return f"{step['stage']}: {drops}{verdict}{detail} ({step.get('seconds', 0):.1f} s)"
+
+
+def quant_metadata(
+    model: onnx.ModelProto, spec: PoseSpec, plan: PrecisionPlan, report: QuantReport, kept: list[str]
+) -> dict[str, str]:
+    """Our metadata_props of the quantized file: the float file's with the precision, plan, method (with
+    the kept 8-bit optimizations) and the float file's identity (QUANT_SOURCE_KEY: what bench takes ΔAP
+    against). Sorted by key: deterministic bytes."""
+    quant_method = {
+        "method": report.method.value,
+        "num_calib": report.num_calib,
+        "activations": report.activation_type,
+        "weights": report.weight_type + " per-channel symmetric",
+        "high_precision": report.high_precision.value if report.high_precision else None,
+        "format": QUANT_FORMAT.name,
+        "onnxruntime": ort.__version__,
+        "optimizations": kept,
+    }
+    props = {k: v for k, v in metadata(model).items() if k.startswith(METADATA_PREFIX)}
+    props.update(spec.replace(precision=report.precision).to_metadata())
+    props[QUANT_PLAN_KEY] = json.dumps(plan.high() if report.precision is Precision.MIXED else [])
+    props[QUANT_METHOD_KEY] = json.dumps(quant_method, sort_keys=True)
+    source = {"sha256": fsio.file_digest(report.model), "file": Path(report.model).name}
+    props[QUANT_SOURCE_KEY] = json.dumps(source, sort_keys=True)
+    return dict(sorted(props.items()))
+
+
+def layer_rows(
+    layers: Sequence[Layer], plan: PrecisionPlan, outcome: MixedOutcome | None, log: OptimizationLog
+) -> list[LayerRow]:
+    """Per layer: task sensitivity and rank (--mixed), precision, and the optimizations that changed it."""
+    sens = outcome.sensitivity if outcome else None
+    rank = {i: r + 1 for r, i in enumerate(outcome.order)} if outcome else {}
+    opts = log.per_layer()
+    rows = []
+    for i, la in enumerate(layers):
+        precision = plan.of(la.name)
+        done = [
+            o
+            for o in opts.get(la.name, [])
+            if precision is LayerPrecision.INT8 or o in ("equalize", "ranges")
+        ]
+        rows.append(
+            LayerRow(
+                la.name,
+                la.op,
+                precision,
+                sens[i] if sens else None,
+                rank.get(i),
+                done,
+                outcome.macs[i] if outcome else None,
+            )
+        )
+    return rows

@@ -195,7 +195,7 @@ def test_raw_outputs_pair_by_name_not_graph_order(tiny_erpose_checkpoint: Path, 
     from edgepose.export.exporter import export_model
     from edgepose.quant.fidelity import nmse
     from edgepose.quant.graph import raw_head_outputs
-    from edgepose.quant.quantize import raw_outputs
+    from edgepose.quant.ortsteps import raw_outputs
 
     model = onnx.load(export_model(tiny_erpose_checkpoint, tmp_path / "er.onnx", verify=False).path)
     names = raw_head_outputs(model)

@@ -19,7 +19,8 @@ from edgepose.cli import app
 from edgepose.quant.fidelity import nmse
 from edgepose.quant.graph import raw_head_outputs
 from edgepose.quant.options import HighPrecision
-from edgepose.quant.quantize import quantize_model, raw_outputs
+from edgepose.quant.ortsteps import raw_outputs
+from edgepose.quant.quantize import quantize_model
 from edgepose.spec import (
     DETECTIONS_NAME,
     INPUT_NAME,

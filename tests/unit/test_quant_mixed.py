@@ -19,12 +19,16 @@ from edgepose.quant.fidelity import Fidelity
 from edgepose.quant.graph import body_model, chain_tensors, find_layers, float_nodes, load_float_model
 from edgepose.quant.islands import guard_weight_requantization, island_nodes
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
+from edgepose.quant.ortsteps import calibrate, quantize_with
 from edgepose.quant.plan import PrecisionPlan
-from edgepose.quant.quantize import _calibrate, _quantize, quantize_model
+from edgepose.quant.quantize import quantize_model
 from edgepose.quant.taskplan import layer_macs, order_layers, predict, search, unfused_by
 from edgepose.quant.taskprobe import TaskProbe, pick_probe_images
 from edgepose.spec import Precision
 from tests.helpers.quant_graphs import CH, build_pose_model, make_images
+
+ALL8 = PrecisionPlan(LayerPrecision.INT8)
+MINMAX = CalibMethod.MINMAX
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +38,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     model, spec = load_float_model(path)
     calib = CalibrationSet(calib_dir, spec)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = _calibrate(body_model(model), calib, CalibMethod.MINMAX, Path(tmp))
-        q8 = _quantize(model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "q8")
+        cache = calibrate(body_model(model), calib, CalibMethod.MINMAX, Path(tmp))
+        q8 = quantize_with(
+            model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "q8"
+        )
     return {
         "dir": d,
         "path": path,
@@ -153,8 +159,8 @@ def test_float_islands_stay_float_in_onnxruntime(tiny: dict, tmp_path: Path) -> 
     calib = CalibrationSet(tiny["calib"], tiny["spec"])
     plan = PrecisionPlan(LayerPrecision.INT8, {"c2": LayerPrecision.FLOAT, "head": LayerPrecision.FLOAT})
     with tempfile.TemporaryDirectory() as tmp:
-        cache = _calibrate(body_model(model), calib, CalibMethod.MINMAX, Path(tmp))
-        q = _quantize(model, plan, cache, CalibMethod.MINMAX, Path(tmp), "isl")
+        cache = calibrate(body_model(model), calib, CalibMethod.MINMAX, Path(tmp))
+        q = quantize_with(model, plan, cache, CalibMethod.MINMAX, Path(tmp), "isl")
     onnx.save(q, str(tmp_path / "isl.onnx"))
     counts = optimized_kernels(tmp_path / "isl.onnx", 1)
     assert counts.float_layers == 2  # c2 and head run float kernels on float weights

@@ -16,10 +16,13 @@ from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.graph import body_model, find_layers, load_float_model
 from edgepose.quant.optimize import OptimizationLog, StepRecord, choose_prefix
 from edgepose.quant.options import CalibMethod, LayerPrecision
+from edgepose.quant.ortsteps import calibrate, quantize_with
 from edgepose.quant.plan import PrecisionPlan
-from edgepose.quant.quantize import _calibrate, _quantize
 from edgepose.spec import INPUT_NAME
 from tests.helpers.quant_graphs import build_pose_model, make_images
+
+ALL8 = PrecisionPlan(LayerPrecision.INT8)
+MINMAX = CalibMethod.MINMAX
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +140,10 @@ def test_fitted_weights_survive_onnxruntime_quantization_exactly(tiny: tuple[Pat
     fitted, rep = rounding.fit_rounding(model, layers, mom)
     assert set(rep.layers) == {la.name for la in layers} and 0 < rep.gain < 1
     with tempfile.TemporaryDirectory() as tmp:
-        cache = _calibrate(body_model(fitted), calib, CalibMethod.MINMAX, Path(tmp))
-        q = _quantize(fitted, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "r")
+        cache = calibrate(body_model(fitted), calib, CalibMethod.MINMAX, Path(tmp))
+        q = quantize_with(
+            fitted, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "r"
+        )
     qi = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
     fi = {t.name: numpy_helper.to_array(t) for t in fitted.graph.initializer}
     for la in layers:
@@ -156,8 +161,10 @@ def test_bias_correction_removes_the_local_mean_error(tiny: tuple[Path, Path]) -
     images = calib.subset(8)
     body = body_model(model)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = _calibrate(body, calib, CalibMethod.MINMAX, Path(tmp))
-        q = _quantize(model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "a")
+        cache = calibrate(body, calib, CalibMethod.MINMAX, Path(tmp))
+        q = quantize_with(
+            model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "a"
+        )
         twin, pairs = biascorr.twin_model(q, body, layers)
         # onnxruntime folds each ReLU into its conv's Q range and names the conv's output after it
         assert [p[0] for p in pairs] == ["c1_out", "r2", "r3", "head_out"]
@@ -166,7 +173,9 @@ def test_bias_correction_removes_the_local_mean_error(tiny: tuple[Path, Path]) -
         ]
         err = biascorr.local_errors(q, body, layers, images, threads=1)
         fixed, bc = biascorr.apply_bias_correction(model, layers, err)
-        q2 = _quantize(fixed, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "b")
+        q2 = quantize_with(
+            fixed, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "b"
+        )
         after = biascorr.local_errors(q2, body, layers, images, threads=1)
     assert set(bc.errors) == {la.name for la in layers}
     before = np.mean([np.abs(e).mean() for e in err.values()])
