@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgepose.spec import ANNOTATIONS_FILE
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "real"
 DEFAULT_MODEL = SHARED / "yolo11n-pose" / "yolo11n-pose-640.onnx"
@@ -53,7 +55,7 @@ class Split:
 
 def read_split(data: Path, num_calib: int, reverse: bool = False) -> tuple[dict, Split]:
     """The COCO JSON of `data` and its split by file name (first `num_calib` calibrate, or the last)."""
-    ann = data / "annotations.json"
+    ann = data / ANNOTATIONS_FILE
     if not ann.is_file():
         raise BenchRealError(
             f"--data {data} has no annotations.json: this benchmark needs a labelled COCO-keypoints folder "
@@ -104,7 +106,7 @@ def write_split(data: Path, coco: dict, split: Split, work: Path) -> tuple[Path,
     images = [img for img in coco["images"] if img["file_name"] in keep]
     ids = {img["id"] for img in images}
     sub = {**coco, "images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]}
-    (evaluate / "annotations.json").write_text(json.dumps(sub), encoding="utf-8")
+    (evaluate / ANNOTATIONS_FILE).write_text(json.dumps(sub), encoding="utf-8")
     for n in split.evaluate:
         _link(data / "images" / n, evaluate / "images" / n)
     return calib, evaluate

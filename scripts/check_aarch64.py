@@ -45,6 +45,8 @@ from aarch64_compare import (  # scripts/ is sys.path[0] when this file runs
     tolerance_failures,
 )
 
+from edgepose.spec import IMAGE_SUFFIXES
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TOOL = REPO.parent / "shared" / "tools" / "aarch64-python"  # where CI has it
 # The emulated site: the base install's packages plus the test tools, at the dev lock's versions (so the
@@ -234,7 +236,7 @@ class Steps:
 
 
 def _has_images(folder: Path) -> bool:
-    return folder.is_dir() and any(p.suffix.lower() in {".jpg", ".jpeg", ".png"} for p in folder.rglob("*"))
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
 
 
 def _g(x: float) -> str:

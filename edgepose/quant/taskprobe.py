@@ -24,6 +24,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from edgepose.defaults import EVAL
 from edgepose.onnxkit.graph import consumers, producers
 from edgepose.quant.fidelity import DEFAULT_REF_CONF, Detections, Fidelity, FidelityMeter
 from edgepose.quant.graph import Layer, chain_tensors, dequantized_initializer
@@ -41,7 +42,7 @@ from edgepose.spec import (
 
 _P = "ep_probe/"
 # Candidates at the COCO evaluation setting: a low score threshold so a score that falls is still matched.
-PROBE_CONF, PROBE_IOU = 0.001, 0.65
+PROBE_CONF, PROBE_IOU = EVAL.conf, EVAL.iou
 
 
 def _feeds(session: ort.InferenceSession, spec: PoseSpec) -> dict[str, np.ndarray]:
