@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgepose import fsio
 from edgepose.spec import ANNOTATIONS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,10 +127,9 @@ VARIANTS: tuple[tuple[str, dict[str, object], str], ...] = (
 
 
 def run_fold(model: Path, data: Path, out: Path, args: argparse.Namespace, reverse: bool) -> dict:
-    from edgepose.export.thirdparty import import_onnx
-
     from edgepose.bench.run import run_bench
     from edgepose.defaults import EVAL
+    from edgepose.export.importer import import_onnx
     from edgepose.quant.quantize import quantize_model
     from edgepose.spec import Precision
 
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     text = report(folds, args.model, args.data, args)
-    (args.out / "real.md").write_text(text, encoding="utf-8")
+    fsio.write_text(args.out / "real.md", text)  # atomic: a stopped run leaves no half table
     print(text)
     return 0
 

@@ -73,18 +73,30 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def oks_matrix(ref: Detections, cand: Detections, sigmas: Sequence[float]) -> np.ndarray:
-    """(R, C) OKS of every candidate against every reference detection (the reference as ground truth)."""
-    if not len(ref) or not len(cand):
-        return np.zeros((len(ref), len(cand)))
+def _oks(ref: Detections, cand_kpts: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+    """OKS of candidate keypoints against the references; `cand_kpts` (R, C, K, 3) -> (R, C)."""
     k2 = (2.0 * np.asarray(sigmas, np.float64)) ** 2  # (K,)
     wh = np.clip(ref.boxes[:, 2:] - ref.boxes[:, :2], 0, None)
     s2 = np.maximum(wh[:, 0] * wh[:, 1] * AREA_RATIO, 1.0)  # (R,) at least one square pixel
-    d2 = np.sum((ref.keypoints[:, None, :, :2] - cand.keypoints[None, :, :, :2]) ** 2, axis=3)  # (R, C, K)
+    d2 = np.sum((ref.keypoints[:, None, :, :2] - cand_kpts[..., :2]) ** 2, axis=3)  # (R, C, K)
     e = np.exp(-d2 / (2.0 * s2[:, None, None] * k2))  # (R, C, K)
     vis = ref.keypoints[:, :, 2] >= VISIBLE  # (R, K)
     vis = np.where(vis.any(axis=1, keepdims=True), vis, True)  # nothing visible: score every keypoint
     return np.sum(e * vis[:, None, :], axis=2) / np.sum(vis, axis=1)[:, None]
+
+
+def oks_matrix(ref: Detections, cand: Detections, sigmas: Sequence[float]) -> np.ndarray:
+    """(R, C) OKS of every candidate against every reference detection (the reference as ground truth)."""
+    if not len(ref) or not len(cand):
+        return np.zeros((len(ref), len(cand)))
+    return _oks(ref, cand.keypoints[None], sigmas)  # candidates broadcast over references
+
+
+def oks_paired(ref: Detections, cand: Detections, sigmas: Sequence[float]) -> np.ndarray:
+    """(R,) OKS of candidate i against reference i (rows that correspond one to one)."""
+    if not len(ref):
+        return np.zeros(0)
+    return _oks(ref, cand.keypoints[:, None], sigmas)[:, 0]
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,7 @@ class FidelityMeter:
             return
         ref = Detections(float_dets.boxes[keep], float_dets.scores[keep], float_dets.keypoints[keep])
         oth = Detections(other.boxes[keep], other.scores[keep], other.keypoints[keep])
-        oks = np.array([oks_matrix(ref, oth, self.sigmas)[i, i] for i in range(len(keep))])
+        oks = oks_paired(ref, oth, self.sigmas)  # (R,): row i against row i, no (R, R) matrix
         iou = np.diag(box_iou(ref.boxes, oth.boxes))
         err = np.abs(oth.scores - ref.scores)
         self.num_ref += len(keep)

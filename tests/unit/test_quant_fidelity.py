@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper
 
-from edgepose.quant.fidelity import AREA_RATIO, Detections, FidelityMeter, box_iou, fidelity, nmse, oks_matrix
+from edgepose.quant.fidelity import (
+    AREA_RATIO,
+    Detections,
+    FidelityMeter,
+    box_iou,
+    fidelity,
+    nmse,
+    oks_matrix,
+    oks_paired,
+)
 from edgepose.quant.graph import dequantized_initializer
 
 SIGMAS = (0.05, 0.05, 0.1)
@@ -136,3 +145,17 @@ def test_dequantized_initializer_per_channel_and_per_tensor(axis: int) -> None:
         )
     )
     np.testing.assert_allclose(dequantized_initializer(m1, dq1), q * 0.25)
+
+
+def test_paired_oks_is_the_matrix_diagonal() -> None:
+    rng = np.random.default_rng(5)
+    n, k = 7, 3
+    xy = rng.uniform(0, 100, (n, 1, 2))
+    boxes = np.concatenate([xy[:, 0], xy[:, 0] + rng.uniform(5, 40, (n, 2))], axis=1)
+    kpts = np.concatenate([xy + rng.normal(0, 5, (n, k, 2)), rng.uniform(0, 1, (n, k, 1))], axis=2)
+    ref = Detections(boxes, rng.uniform(0.3, 1, n), kpts)
+    moved = kpts.copy()
+    moved[..., :2] += rng.normal(0, 2, (n, k, 2))
+    cand = Detections(boxes, ref.scores, moved)
+    np.testing.assert_allclose(oks_paired(ref, cand, SIGMAS), np.diag(oks_matrix(ref, cand, SIGMAS)))
+    assert oks_paired(ref, ref, SIGMAS) == pytest.approx(np.ones(n))
