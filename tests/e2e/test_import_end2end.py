@@ -16,6 +16,7 @@ import pytest
 
 from edgepose.errors import ExportError, ModelFileError
 from edgepose.topk import topk_select
+from tests.helpers.ultralytics_toy import STRIDES, anchor_points, toy_stem
 
 SEED = 130
 SIZE = 128
@@ -34,11 +35,8 @@ def make_e2e_toy(k: int = K, rows: int = ROWS, extra: int = 0, seed: int = SEED)
     class ToyPose26(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.strides = (8, 16, 32)
-            ch = (8, 12, 16, 16, 16)
-            self.stem = nn.ModuleList(
-                nn.Conv2d(a, b, 3, 2, 1) for a, b in zip((3, *ch[:-1]), ch, strict=True)
-            )
+            self.strides = STRIDES
+            self.stem = toy_stem()
             self.box = nn.ModuleList(nn.Conv2d(16, 4, 1) for _ in range(3))
             self.cls = nn.ModuleList(nn.Conv2d(16, 1, 1) for _ in range(3))
             self.kpt = nn.ModuleList(nn.Conv2d(16, max(1, 3 * k + extra), 1) for _ in range(3))
@@ -50,14 +48,7 @@ def make_e2e_toy(k: int = K, rows: int = ROWS, extra: int = 0, seed: int = SEED)
                 if i >= 2:
                     feats.append(x)  # strides 8, 16, 32
             b = x.shape[0]
-            anchors, strides = [], []
-            for f, s in zip(feats, self.strides, strict=True):
-                h, w = f.shape[2:]
-                gy, gx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-                anchors.append(torch.stack((gx, gy), -1).view(-1, 2).float())  # (h*w, 2)
-                strides.append(torch.full((h * w, 1), float(s)))
-            anc = torch.cat(anchors)  # (N, 2)
-            st = torch.cat(strides)  # (N, 1)
+            anc, st = anchor_points(feats, self.strides)  # (N, 2), (N, 1)
             dist = torch.cat([m(f).flatten(2) for m, f in zip(self.box, feats, strict=True)], 2)  # (B, 4, N)
             cls = torch.cat([m(f).flatten(2) for m, f in zip(self.cls, feats, strict=True)], 2)  # (B, 1, N)
             kpt = torch.cat(

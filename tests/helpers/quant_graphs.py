@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.export.tail import append_nms_tail
 from edgepose.spec import INPUT_NAME, TAIL_PREFIX, PoseSpec
-from tests.helpers.quant_models import CH, K, decode_nodes
+from tests.helpers.quant_models import CH, K, decode_nodes, save_with_spec
 
 
 def _conv(name: str, x: str, w: np.ndarray, b: np.ndarray, **attrs: object) -> tuple[onnx.NodeProto, list]:
@@ -81,12 +81,7 @@ def build_pose_model(path: Path, seed: int = 120, size: int = 32, wide_channel: 
         m, boxes=boxes, scores=scores, kpts=kp, num_keypoints=K, max_det=20, conf=0.3, iou=0.5
     )
     spec = PoseSpec(input_size=(size, size), strides=(2,), max_det=20, conf_threshold=0.3, iou_threshold=0.5)
-    for k, v in spec.to_metadata().items():
-        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-    return path
+    return save_with_spec(m, spec, path)
 
 
 def make_images(path: Path, n: int = 8, seed: int = 121, size: int = 32) -> Path:

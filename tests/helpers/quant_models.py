@@ -96,6 +96,16 @@ def _decode(g: onnx.GraphProto, raw: str, level: str) -> tuple[str, str, str]:
                         kpt_scale=4)  # fmt: skip
 
 
+def save_with_spec(m: onnx.ModelProto, spec: PoseSpec, path: Path) -> Path:
+    """Attach the spec's metadata, pin IR 8 (onnxruntime >= 1.15), check and save: an export's shape."""
+    for k, v in spec.to_metadata().items():
+        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return path
+
+
 def build_e2e_model(path: Path, seed: int = 100, size: int = 128) -> Path:
     """Export the test net and append a float decode + NMS tail and edgepose metadata."""
     import torch
@@ -123,12 +133,7 @@ def build_e2e_model(path: Path, seed: int = 100, size: int = 128) -> Path:
     spec = PoseSpec(
         input_size=(size, size), strides=(4, 8), max_det=20, conf_threshold=0.3, iou_threshold=0.5
     )
-    for k, v in spec.to_metadata().items():
-        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-    return path
+    return save_with_spec(m, spec, path)
 
 
 def make_calib_dir(path: Path, n: int = 12, seed: int = 101, size: int = 128) -> Path:

@@ -14,6 +14,32 @@ import onnx
 SEED = 110
 SIZE = 128
 K = 17
+STRIDES = (8, 16, 32)
+
+
+def toy_stem():  # -> torch.nn.ModuleList
+    """Five 3x3 stride-2 convs (strides 2 ... 32); the last three feed the heads."""
+    from torch import nn
+
+    ch = (8, 12, 16, 16, 16)
+    return nn.ModuleList(nn.Conv2d(a, b, 3, 2, 1) for a, b in zip((3, *ch[:-1]), ch, strict=True))
+
+
+def anchor_points(feats: list, strides: tuple[int, ...]) -> tuple:
+    """Cell centres in grid units (N, 2) x, y and each cell's stride (N, 1), levels concatenated."""
+    import torch
+
+    anchors, st = [], []
+    for f, s in zip(feats, strides, strict=True):
+        h, w = f.shape[2:]
+        gy, gx = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32) + 0.5,
+            torch.arange(w, dtype=torch.float32) + 0.5,
+            indexing="ij",
+        )
+        anchors.append(torch.stack((gx, gy), -1).view(-1, 2))  # (h*w, 2)
+        st.append(torch.full((h * w, 1), float(s), dtype=torch.float32))
+    return torch.cat(anchors), torch.cat(st)
 
 
 def make_toy(
@@ -31,11 +57,8 @@ def make_toy(
     class ToyUltraPose(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.strides = (8, 16, 32)
-            ch = (8, 12, 16, 16, 16)
-            self.stem = nn.ModuleList(
-                nn.Conv2d(a, b, 3, 2, 1) for a, b in zip((3, *ch[:-1]), ch, strict=True)
-            )  # strides 2, 4, 8, 16, 32
+            self.strides = STRIDES
+            self.stem = toy_stem()
             self.box = nn.ModuleList(nn.Conv2d(16, 4, 1) for _ in range(3))
             self.cls = nn.ModuleList(nn.Conv2d(16, 1 + extra_channels, 1) for _ in range(3))
             self.kpt = nn.ModuleList(nn.Conv2d(16, 3 * k, 1) for _ in range(3))
@@ -47,18 +70,11 @@ def make_toy(
                 if i >= 2:
                     feats.append(x)  # strides 8, 16, 32
             b = x.shape[0]
-            anchors, strides = [], []
-            for f, s in zip(feats, self.strides, strict=True):
-                h, w = f.shape[2:]
-                sy, sx = torch.meshgrid(
-                    torch.arange(h, dtype=torch.float32) + 0.5,
-                    torch.arange(w, dtype=torch.float32) + 0.5,
-                    indexing="ij",
-                )
-                anchors.append(torch.stack((sx, sy), -1).view(-1, 2))  # (h*w, 2)
-                strides.append(torch.full((h * w, 1), float(s), dtype=torch.float32))
-            anc = torch.cat(anchors).transpose(0, 1).unsqueeze(0)  # (1, 2, N)
-            st = torch.cat(strides).transpose(0, 1).unsqueeze(0)  # (1, 1, N)
+            anc, st = anchor_points(feats, self.strides)  # (N, 2), (N, 1)
+            anc, st = (
+                anc.transpose(0, 1).unsqueeze(0),
+                st.transpose(0, 1).unsqueeze(0),
+            )  # (1, 2, N), (1, 1, N)
             dist = torch.cat(
                 [m(f).view(b, 4, -1) for m, f in zip(self.box, feats, strict=True)], 2
             )  # (B, 4, N)
