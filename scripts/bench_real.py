@@ -59,9 +59,10 @@ def read_split(data: Path, num_calib: int, reverse: bool = False) -> tuple[dict,
     ann = data / ANNOTATIONS_FILE
     if not ann.is_file():
         raise BenchRealError(
-            f"--data {data} has no annotations.json: this benchmark needs a labelled COCO-keypoints folder "
-            "(annotations.json + images/); for unlabelled photos use `edgepose quantize --calib DIR` (its "
-            "report measures fidelity to float without labels)"
+            f"--data {data} has no {ANNOTATIONS_FILE}: this benchmark needs a labelled COCO-keypoints folder "
+            f"({ANNOTATIONS_FILE} + images/); for unlabelled photos quantize with `edgepose quantize "
+            "--calib DIR` and compare with `edgepose bench FLOAT.onnx QUANT.onnx --data DIR` (fidelity to "
+            "float, no AP)"
         )
     coco = json.loads(ann.read_text(encoding="utf-8"))
     names = sorted(img["file_name"] for img in coco.get("images", []))

@@ -1,4 +1,9 @@
-"""COCO OKS accuracy of one model on a val set, streamed through the runtime, image by image."""
+"""COCO OKS accuracy of one model on a val set, streamed through the runtime, image by image.
+
+A folder of images without annotations is a val set too (`ValSet.labelled` False): every model still runs
+on every image, so latency and fidelity to float (edgepose.bench.fidelity, which needs no labels) are
+measured, and the AP columns say n/a. That is how a user benches variants on their own camera frames.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,12 @@ from edgepose.cocofmt import detections_to_coco
 from edgepose.data.coco import read_coco
 from edgepose.data.coco_eval import KeypointMetrics
 from edgepose.data.convert import coco_json
-from edgepose.data.types import PoseDataset
+from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.errors import ConfigError, DataError
 from edgepose.runtime.estimator import PoseEstimator
 from edgepose.runtime.results import PoseResult
 from edgepose.runtime.sources import read_image
-from edgepose.spec import ANNOTATIONS_FILE
+from edgepose.spec import ANNOTATIONS_FILE, IMAGE_SUFFIXES
 
 # COCOeval scores keypoints with maxDets=[20] and drops the rest per image: keeping only the 20 best
 # detections of each image gives identical metrics and bounds the memory per image.
@@ -31,10 +36,11 @@ OnImage = Callable[[int, PoseResult], None]  # (image index, detections in origi
 
 @dataclass(frozen=True)
 class ValSet:
-    """The val annotations; images are read lazily, by path."""
+    """The val annotations (or, unlabelled, just the images); images are read lazily, by path."""
 
     dataset: PoseDataset
     source: Path
+    labelled: bool = True  # False: a plain image folder, no AP (fidelity and latency only)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -50,17 +56,18 @@ def load_val(data: str | os.PathLike[str], num_images: int | None = None) -> Val
     """A COCO keypoints JSON, or a folder holding ANNOTATIONS_FILE (+ images/); the first `num_images`."""
     path = Path(data)
     json_path = coco_json(path)
-    if json_path.is_dir():
-        raise DataError(
-            f"{path}: no {ANNOTATIONS_FILE} in this folder; pass a COCO keypoints JSON "
-            "(--data FILE.json) or a folder made by `edgepose data synth`"
-        )
+    if num_images is not None and num_images < 1:
+        raise ConfigError(f"--num-images must be >= 1, got {num_images}")
+    if json_path.is_dir():  # no annotations: the images alone (fidelity and latency, no AP)
+        dataset = _image_folder(path, num_images)
+        return ValSet(dataset, path, labelled=False)
     if not json_path.is_file():
-        raise DataError(f"--data {path}: no such file or folder; pass a COCO keypoints JSON or its folder")
+        raise DataError(
+            f"--data {path}: no such file or folder; pass a COCO keypoints JSON, its folder, or a folder "
+            "of images"
+        )
     dataset = read_coco(json_path)
     if num_images is not None:
-        if num_images < 1:
-            raise ConfigError(f"--num-images must be >= 1, got {num_images}")
         dataset = PoseDataset(
             dataset.image_dir, dataset.records[:num_images], dataset.keypoint_names, dataset.skeleton
         )
@@ -69,9 +76,27 @@ def load_val(data: str | os.PathLike[str], num_images: int | None = None) -> Val
     return ValSet(dataset, json_path)
 
 
+def _image_folder(folder: Path, num_images: int | None) -> PoseDataset:
+    """The images of `folder` (or `folder/images`), sorted by name, as records without people; the size
+    of each is read from the image itself (the letterbox note reports it)."""
+    root = folder / "images" if (folder / "images").is_dir() else folder
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(
+            f"--data {folder}: no {ANNOTATIONS_FILE} and no images (looked for "
+            f"{', '.join('*' + s for s in IMAGE_SUFFIXES)}); pass a COCO keypoints JSON, its folder, or a "
+            "folder of images"
+        )
+    records = []
+    for i, f in enumerate(files[:num_images]):
+        h, w = read_image(f).shape[:2]  # DataError naming the file if it is not an image
+        records.append(ImageRecord(image_id=i + 1, file_name=f.name, width=w, height=h))
+    return PoseDataset(root, records)
+
+
 @dataclass(frozen=True)
 class Accuracy:
-    metrics: KeypointMetrics
+    metrics: KeypointMetrics | None  # None: an unlabelled val set (no AP)
     num_images: int
     num_detections: int  # kept for scoring (at most COCO_KPT_MAX_DETS per image)
 
@@ -91,14 +116,21 @@ def evaluate(
     Images are read one at a time and scored in chunks (edgepose.bench.cocostream), so memory stays
     flat however many images the val set has. `on_image` sees every image's detections (fidelity).
     """
-    scorer = StreamingKeypointEval(val.dataset)
-    total = len(val)
+    scorer = StreamingKeypointEval(val.dataset) if val.labelled else None
+    total = kept = 0
     for i, rec in enumerate(val.dataset.records):
         res = estimator(read_image(val.dataset.image_path(rec)), conf=conf, iou=iou, max_det=max_det)
         if on_image is not None:
             on_image(i, res)
         top = np.argsort(-res.scores, kind="stable")[:COCO_KPT_MAX_DETS]
-        scorer.add(rec, detections_to_coco(rec.image_id, res.boxes[top], res.scores[top], res.keypoints[top]))
+        if scorer is not None:
+            scorer.add(
+                rec, detections_to_coco(rec.image_id, res.boxes[top], res.scores[top], res.keypoints[top])
+            )
+        kept += len(top)
+        total += 1
         if progress:
-            progress(i + 1, total)
+            progress(i + 1, len(val))
+    if scorer is None:
+        return Accuracy(None, total, kept)
     return Accuracy(scorer.metrics(), total, scorer.num_detections)

@@ -1,4 +1,5 @@
-"""bench.json, bench.md and bench.png (AP against latency, one point per variant), each written atomically."""
+"""bench.json, bench.md and bench.png (AP, or OKS to float without labels, against latency, one point per
+variant), each written atomically."""
 
 from __future__ import annotations
 
@@ -24,15 +25,13 @@ JSON_NAME, MD_NAME, PNG_NAME = "bench.json", "bench.md", "bench.png"
 def settings_lines(result: BenchResult) -> list[str]:
     """The conditions of the measurement, one line each (printed under the table and in bench.md)."""
     s = result.settings
-    ev, lat = s["eval_setting"], s["latency_setting"]
+    lat = s["latency_setting"]
     return [
         "AP, AP50, AP75, AR in COCO points (x100); ΔAP = AP - the AP of the float row named in ΔAP vs: the "
         "float model this file is or was quantized from, by file content (n/a when it is not benchmarked); "
         "16-bit % = share of weighted layers at 16 bits; mixed-npu16 / mixed-cpu: what --mixed kept its "
         "sensitive layers at",
-        f"accuracy: COCO OKS keypoint AP on {s['num_images']} images of {s['data']}, score >= {ev['conf']} "
-        f"IoU {ev['iou']} max {ev['max_det']} detections (evaluation setting; checkpoints are exported "
-        "with it baked in)",
+        _accuracy_line(s),
         _letterbox_line(result),
         f"latency: batch 1, {s['threads']} thread(s), {s['warmup']} warm-up + {s['runs']} timed runs "
         f"per model, models interleaved (rounds of {SWITCH_BLOCK} timed calls each, rotating order), "
@@ -49,6 +48,19 @@ def settings_lines(result: BenchResult) -> list[str]:
         "16-bit islands (emulates a 16-bit NPU), mixed-cpu keeps float islands (for CPUs)",
         f"machine: {s['machine']}; onnxruntime {s['onnxruntime']}; edgepose {s['edgepose']}",
     ]
+
+
+def _accuracy_line(s: dict) -> str:
+    ev = s["eval_setting"]
+    setting = (f"score >= {ev['conf']} IoU {ev['iou']} max {ev['max_det']} detections (evaluation setting; "
+               "checkpoints are exported with it baked in)")  # fmt: skip
+    if not s.get("labelled", True):
+        return (
+            f"accuracy: {s['data']} has no annotations: AP, AP50, AP75, AR and ΔAP are n/a; every model ran "
+            f"on its {s['num_images']} images at {setting}, so fidelity to float and latency are measured "
+            "(compare the variants by OKS→float)"
+        )
+    return f"accuracy: COCO OKS keypoint AP on {s['num_images']} images of {s['data']}, {setting}"
 
 
 def _letterbox_line(result: BenchResult) -> str:
@@ -85,32 +97,53 @@ def _model_of(r: BenchRow) -> str:
     return r.delta_ap_vs or r.label
 
 
+def _plotted(result: BenchResult) -> tuple[dict[int, float], str, str]:
+    """(row index -> y, axis label, what the dashed line is): AP in COCO points, or, on an unlabelled val set,
+    OKS to the float model (1.0 for the float row itself; rows without a float model are left out)."""
+    if result.settings.get("labelled", True):
+        ys = {i: 100 * r.ap for i, r in enumerate(result.rows) if r.ap is not None}
+        return ys, "COCO keypoint AP (points, x100)", "its float AP"
+    ys = {}
+    for i, r in enumerate(result.rows):
+        if r.variant is Precision.FLOAT and r.delta_ap_vs == r.label:
+            ys[i] = 1.0
+        elif r.fidelity_oks is not None:
+            ys[i] = r.fidelity_oks
+    return ys, "OKS to the float model's people (no labels)", "float = 1"
+
+
 def figure(result: BenchResult) -> Figure:
-    """AP (COCO points) against p50 latency: one colour and legend entry per model, each point labelled with
-    its variant, and a dashed line at each model's float AP (the ΔAP reference)."""
+    """AP (COCO points; OKS to float on an unlabelled val set) against p50 latency: one colour and legend
+    entry per model, each point labelled with its variant, and a dashed line at each model's float value
+    (the ΔAP reference)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and boards
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    ys, ylabel, dashed = _plotted(result)
+    rows = [(result.rows[i], y) for i, y in ys.items()]
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    models = list(dict.fromkeys(_model_of(r) for r in result.rows))
+    models = list(dict.fromkeys(_model_of(r) for r, _ in rows))
     colour = {m: f"C{i % 10}" for i, m in enumerate(models)}
-    for r in result.rows:
+    for r, y in rows:
         c = colour[_model_of(r)]
         if r.variant is Precision.FLOAT and r.delta_ap_vs == r.label:
-            ax.axhline(100 * r.ap, color=c, linestyle="--", linewidth=0.8, alpha=0.6)
-        ax.scatter(r.p50_ms, 100 * r.ap, s=50, color=c)
-        ax.annotate(r.variant_label or r.variant.value, (r.p50_ms, 100 * r.ap), textcoords="offset points",
+            ax.axhline(y, color=c, linestyle="--", linewidth=0.8, alpha=0.6)
+        ax.scatter(r.p50_ms, y, s=50, color=c)
+        ax.annotate(r.variant_label or r.variant.value, (r.p50_ms, y), textcoords="offset points",
                     xytext=(6, 4), fontsize=8)  # fmt: skip
     handles = [Line2D([], [], color=colour[m], marker="o", linestyle="", label=m) for m in models]
-    ax.legend(handles=handles, fontsize=7, loc="lower right", title="model (dashed: its float AP)",
+    ax.legend(handles=handles, fontsize=7, loc="lower right", title=f"model (dashed: {dashed})",
               title_fontsize=7)  # fmt: skip
-    ax.set_ylim(*ap_axis([100 * r.ap for r in result.rows]))
+    if result.settings.get("labelled", True):
+        ax.set_ylim(*ap_axis(list(ys.values())))
+    else:  # OKS to float: down to a little below the worst variant, never zoomed into noise
+        ax.set_ylim(min(0.8, min(ys.values(), default=1.0) - 0.05), 1.02)
     ax.set_xlim(0, 1.2 * max((r.p50_ms for r in result.rows), default=1.0))  # room for the labels
     ax.set_xlabel(f"p50 latency, ms (batch 1, {result.settings['threads']} threads)")
-    ax.set_ylabel("COCO keypoint AP (points, x100)")
+    ax.set_ylabel(ylabel)
     ax.set_title("edgepose bench: accuracy vs latency")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()

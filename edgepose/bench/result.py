@@ -32,10 +32,10 @@ class BenchRow:
     name: str  # model name from the metadata
     input_size: tuple[int, int]
     cached: bool | None  # checkpoint variants: reused from the cache; None for ONNX inputs
-    ap: float  # COCO keypoint metrics, fractions in [0, 1]
-    ap50: float
-    ap75: float
-    ar: float
+    ap: float | None  # COCO keypoint metrics, fractions in [0, 1]; None on an unlabelled val set
+    ap50: float | None
+    ap75: float | None
+    ar: float | None
     num_images: int
     num_detections: int
     p50_ms: float
@@ -74,6 +74,7 @@ class BenchRow:
     def cells(self) -> tuple[str, ...]:
         """The COLUMNS of this row as display strings."""
         delta = "n/a" if self.delta_ap is None else f"{100 * self.delta_ap:+.1f}".replace("+0.0", "0.0")
+        aps = (("n/a" if v is None else points(v)) for v in (self.ap, self.ap50, self.ap75, self.ar))
         pct = "–" if self.layers_16bit_pct is None else f"{self.layers_16bit_pct:.0f}"
         oks = "–" if self.fidelity_oks is None else f"{self.fidelity_oks:.3f}"
         kept = "–" if self.fidelity_recovered is None else f"{100 * self.fidelity_recovered:.1f}"
@@ -81,7 +82,7 @@ class BenchRow:
         split = f"{self.preprocess_ms:.1f}/{self.inference_ms:.1f}/{self.postprocess_ms:.1f}"
         return (
             self.label, self.variant_label or self.variant.value,
-            *map(points, (self.ap, self.ap50, self.ap75, self.ar)), delta, self.delta_ap_vs or "n/a",
+            *aps, delta, self.delta_ap_vs or "n/a",
             oks, kept, sdiff, f"{self.p50_ms:.2f}", f"{self.p90_ms:.2f}", f"{self.fps:.1f}", split,
             f"{self.size_bytes / 1e6:.2f}", pct, self.kernels.describe(),
         )  # fmt: skip
@@ -108,12 +109,14 @@ class BenchResult:
 
 def fill_delta_ap(rows: list[BenchRow]) -> None:
     """ΔAP of each row against the first float row of the same lineage (the float model it is, or was
-    quantized from, by file content, not by name): exactly 0.0 for that row itself; None without one."""
+    quantized from, by file content, not by name): exactly 0.0 for that row itself; None without one, or
+    without AP (an unlabelled val set: ΔAP vs still names the float row fidelity is measured against)."""
     reference: dict[str, BenchRow] = {}
     for r in rows:
         if r.variant is Precision.FLOAT and r.lineage and r.lineage not in reference:
             reference[r.lineage] = r
     for r in rows:
         ref = reference.get(r.lineage) if r.lineage else None
-        r.delta_ap = None if ref is None else r.ap - ref.ap
+        unlabelled = ref is None or r.ap is None or ref.ap is None  # no AP: the reference is still named
+        r.delta_ap = None if unlabelled else r.ap - ref.ap  # type: ignore[operator,union-attr]
         r.delta_ap_vs = None if ref is None else ref.label

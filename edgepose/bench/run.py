@@ -121,10 +121,11 @@ def _row(
     kernels = optimized_kernels(cand.path, threads)
     props = est.session.get_modelmeta().custom_metadata_map
     m = acc.metrics
+    ap = (m.ap, m.ap50, m.ap75, m.ar) if m is not None else (None, None, None, None)  # unlabelled: no AP
     return BenchRow(
         label=cand.label, model=str(cand.path), source=cand.source.value, variant=spec.precision,
-        name=spec.name, input_size=tuple(spec.input_size), cached=cand.cached, ap=m.ap, ap50=m.ap50,
-        ap75=m.ap75, ar=m.ar, num_images=acc.num_images, num_detections=acc.num_detections, p50_ms=lat.p50_ms,
+        name=spec.name, input_size=tuple(spec.input_size), cached=cand.cached, ap=ap[0], ap50=ap[1],
+        ap75=ap[2], ar=ap[3], num_images=acc.num_images, num_detections=acc.num_detections, p50_ms=lat.p50_ms,
         p90_ms=lat.p90_ms, fps=lat.fps, preprocess_ms=lat.preprocess_ms, inference_ms=lat.inference_ms,
         postprocess_ms=lat.postprocess_ms, runs=lat.runs, warmup=lat.warmup,
         size_bytes=cand.path.stat().st_size, layers_16bit_pct=layers_16bit_pct(spec, props, cand.path),
@@ -248,7 +249,7 @@ def _rows(
     ]
     fill_delta_ap(rows)
     for cand, (est, _, _), row in zip(candidates, evaluated, rows, strict=True):
-        if row.delta_ap is not None:
+        if row.delta_ap_vs is not None:  # its float row is here (ΔAP may still be n/a: no labels)
             continue
         digest, name = lineage(cand, est.spec, est.session.get_modelmeta().custom_metadata_map)
         if not digest:
@@ -279,7 +280,8 @@ def _settings(
     import onnxruntime as ort
 
     return {
-        "data": str(val.source), "num_images": len(val), "val_image_sizes": val.size_counts(),
+        "data": str(val.source), "labelled": val.labelled, "num_images": len(val),
+        "val_image_sizes": val.size_counts(),
         "threads": threads, "runs": runs, "warmup": warmup,
         "batch": 1, "eval_setting": {"conf": EVAL.conf, "iou": EVAL.iou, "max_det": EVAL.max_det},
         "latency_setting": {"conf": DEPLOY.conf, "iou": DEPLOY.iou},

@@ -33,8 +33,9 @@ _DataOpt = Annotated[
     Path | None,
     typer.Option(
         "--data",
-        help="Val set: COCO keypoints JSON, or a folder with annotations.json. "
-        "Default: a synthetic set (seed 2, 256 px) generated into the cache folder.",
+        help="Val set: COCO keypoints JSON, a folder with annotations.json, or a folder of unlabelled images "
+        "(no AP; fidelity to float and latency). Default: a synthetic set (seed 2, 256 px) generated into "
+        "the cache folder.",
     ),
 ]
 _VariantsOpt = Annotated[

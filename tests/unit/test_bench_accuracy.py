@@ -8,6 +8,7 @@ metadata, must score less, and its ΔAP is exactly the difference.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgepose.bench.report import JSON_NAME, MD_NAME, PNG_NAME
+from edgepose.bench.report import JSON_NAME, MD_NAME, PNG_NAME, figure
 from edgepose.bench.result import COLUMNS, ROW_KEYS
 from edgepose.bench.run import run_bench
 from edgepose.cli import app
@@ -126,11 +127,46 @@ def test_cli_bad_variant_suggests(val: Path, models: tuple[Path, Path], tmp_path
     )
 
 
-def test_cli_val_folder_without_annotations(models: tuple[Path, Path], tmp_path: Path) -> None:
+def test_cli_val_folder_without_annotations_or_images(models: tuple[Path, Path], tmp_path: Path) -> None:
     folder = tmp_path / "val"
     (folder / "images").mkdir(parents=True)
+    (folder / "images" / "notes.txt").write_text("not an image")
     res = _invoke(tmp_path, str(models[0]), "--data", str(folder))
-    _assert_one_line_error(res, tmp_path, f"{folder}: no annotations.json in this folder")
+    _assert_one_line_error(
+        res, tmp_path, f"--data {folder}: no annotations.json and no images (looked for *.jpg"
+    )
+
+
+def test_unlabelled_folder_measures_fidelity_and_latency_without_ap(
+    val: Path, models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Issue 16: fidelity needs no labels, so `bench --data FRAMES/` works on a user's camera frames."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for p in (val / "images").iterdir():
+        shutil.copy(p, frames / p.name)
+    labelled = run_bench(list(models), val, threads=1, runs=2, warmup=1, out_dir=tmp_path / "a")
+    res = run_bench(list(models), frames, threads=1, runs=2, warmup=1, out_dir=tmp_path / "b")
+    assert res.settings["labelled"] is False and labelled.settings["labelled"] is True
+    assert res.warnings == labelled.warnings == []  # the float row is there: nothing to warn about
+    assert res.settings["num_images"] == labelled.settings["num_images"] == 1
+    assert res.settings["val_image_sizes"] == labelled.settings["val_image_sizes"]  # read from the image
+    for r, ref in zip(res.rows, labelled.rows, strict=True):
+        assert (r.ap, r.ap50, r.ap75, r.ar, r.delta_ap) == (None,) * 5
+        assert r.delta_ap_vs == ref.delta_ap_vs == "oracle"  # still named: fidelity is against it
+        assert r.fidelity_oks == ref.fidelity_oks and r.fidelity_score_mae == ref.fidelity_score_mae
+        assert r.num_detections == ref.num_detections
+        cells = dict(zip(COLUMNS, r.cells(), strict=True))
+        assert [cells[c] for c in ("AP", "AP50", "AP75", "AR", "ΔAP")] == ["n/a"] * 5
+    assert 0.0 < res.rows[1].fidelity_oks < 1.0  # the moved model: measured, not a default
+    md = (tmp_path / "b" / MD_NAME).read_text()
+    assert f"accuracy: {frames} has no annotations: AP, AP50, AP75, AR and ΔAP are n/a" in md
+    assert (tmp_path / "b" / PNG_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = figure(res)  # the plot: OKS to float against latency (float = 1 by definition)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "OKS to the float model's people (no labels)"
+    ys = [float(c.get_offsets()[0][1]) for c in ax.collections]
+    assert ys == [1.0, pytest.approx(res.rows[1].fidelity_oks)]
 
 
 def test_cli_onnx_without_metadata(val: Path, tmp_path: Path) -> None:
