@@ -29,12 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from edgepose.onnxkit.graph import consumers, default_opset
 from edgepose.quant.graph import Layer, upgrade_opset
-from edgepose.runtime.session import session_options
+from edgepose.runtime.session import cpu_session
 from edgepose.spec import INPUT_NAME
 
 TWIN = "ep_twin/"
@@ -103,9 +102,7 @@ def local_errors(
 ) -> dict[str, np.ndarray]:
     """Per layer (name), the per-channel mean of quantized minus float-twin output over `images`."""
     model, pairs = twin_model(qdq, float_body, layers)
-    sess = ort.InferenceSession(
-        model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"]
-    )
+    sess = cpu_session(model.SerializeToString(), threads)
     names = [t for pair in pairs for t in pair]
     sums: list[np.ndarray | None] = [None] * len(names)
     for x in images:

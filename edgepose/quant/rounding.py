@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from edgepose.quant.graph import Layer
-from edgepose.runtime.session import session_options
+from edgepose.runtime.session import cpu_session
 from edgepose.spec import INPUT_NAME
 
 QMAX = 127  # symmetric int8 weights: [-127, 127] (onnxruntime.quantization's per-channel int8 grid)
@@ -158,9 +157,7 @@ def input_moments(
     m.graph.output.extend(
         helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in want if t not in have
     )
-    sess = ort.InferenceSession(
-        m.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"]
-    )
+    sess = cpu_session(m.SerializeToString(), threads)
     fetch = [t for t in want if t != INPUT_NAME]
     rng = np.random.default_rng(seed)
     moments: dict[str, list[np.ndarray]] = {}

@@ -28,7 +28,7 @@ from edgepose.defaults import EVAL
 from edgepose.onnxkit.graph import consumers, producers
 from edgepose.quant.fidelity import DEFAULT_REF_CONF, Detections, Fidelity, FidelityMeter
 from edgepose.quant.graph import Layer, chain_tensors, dequantized_initializer
-from edgepose.runtime.session import session_options
+from edgepose.runtime.session import cpu_session
 from edgepose.spec import (
     DETECTIONS_NAME,
     INPUT_NAME,
@@ -94,9 +94,7 @@ def run_detections(
     """
     if selections is not None:
         model = anchored_model(model, list(selections[0]) if selections else [])
-    sess = ort.InferenceSession(
-        model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"]
-    )
+    sess = cpu_session(model.SerializeToString(), threads)
     feeds = _feeds(sess, spec)
     out = []
     for k, x in enumerate(images):
@@ -114,9 +112,7 @@ def float_selections(
     m = onnx.ModelProto()
     m.CopyFrom(model)
     m.graph.output.extend(helper.make_tensor_value_info(t, onnx.TensorProto.INT64, None) for t in names)
-    sess = ort.InferenceSession(
-        m.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"]
-    )
+    sess = cpu_session(m.SerializeToString(), threads)
     feeds = _feeds(sess, spec)
     return [dict(zip(names, sess.run(names, {INPUT_NAME: x, **feeds}), strict=True)) for x in images]
 
