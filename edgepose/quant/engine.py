@@ -141,7 +141,7 @@ class Engine:
         def do_ranges(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
             tight, changes = ranges.tighten(ranges.load_ranges(c), self.model.graph)
             new_cache = self.tmp / "calibration-tight.json"
-            ranges.save_ranges(tight, new_cache)
+            ranges.save_ranges(tight, new_cache, like=c)
             widest = max((ch.step_ratio for ch in changes), default=1.0)
             detail = (
                 f"{len(changes)} Sigmoid/SiLU inputs clipped at -{ranges.SATURATION:g} "

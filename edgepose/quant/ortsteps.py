@@ -7,6 +7,7 @@ directly on tiny graphs.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,10 +37,12 @@ CALIB_CHUNK = 8  # images per calibrator pass: every tensor of every image is he
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """onnxruntime.quantization logs advice ("consider pre-processing") through the root logger."""
+    """onnxruntime.quantization logs advice ("consider pre-processing") through the root logger, and its
+    histogram calibrators (percentile, entropy) print progress to stdout: library functions print nothing."""
     logging.disable(logging.WARNING)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logging.disable(logging.NOTSET)
 

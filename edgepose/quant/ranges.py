@@ -47,12 +47,17 @@ def load_ranges(cache: str | os.PathLike[str]) -> Ranges:
     return out
 
 
-def save_ranges(ranges: Ranges, cache: str | os.PathLike[str]) -> None:
-    """Write `ranges` as an onnxruntime calibration cache (what quantize_static reads)."""
+def save_ranges(
+    ranges: Ranges, cache: str | os.PathLike[str], like: str | os.PathLike[str] | None = None
+) -> None:
+    """Write `ranges` as an onnxruntime calibration cache (what quantize_static reads). `like`: the cache
+    they were derived from, whose calibration method is kept (quantize_static refuses a cache recorded
+    under another method than the one it is called with); without it, min/max."""
     data = {
         k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in sorted(ranges.items())
     }
-    save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+    method = load_tensors_data(like).calibration_method if like is not None else CalibrationMethod.MinMax
+    save_tensors_data(TensorsData(method, data), cache)
 
 
 def _saturating_side(tensor: str, readers: list[onnx.NodeProto]) -> tuple[bool, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,7 @@ import pytest
 
 from edgepose.errors import CalibrationError
 from edgepose.quant.calib import CalibrationSet, find_images, select_images
+from edgepose.quant.options import CalibMethod
 from edgepose.spec import INPUT_NAME, InputFormat, PoseSpec
 
 SPEC = PoseSpec(input_size=(96, 128))  # (H, W): not square, so the letterbox pads
@@ -104,3 +106,20 @@ def test_calibration_errors_are_one_line(tmp_path: Path, setup: str, num: int | 
     with pytest.raises(CalibrationError, match=message.replace("(", r"\(")) as exc:
         list(CalibrationSet(d, SPEC, num).tensors())
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("method", [CalibMethod.PERCENTILE, CalibMethod.ENTROPY])
+def test_histogram_calibration_prints_nothing(
+    method: CalibMethod, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """onnxruntime's histogram calibrators print progress on stdout; a library call must not."""
+    from edgepose.quant.graph import body_model, load_float_model
+    from edgepose.quant.ortsteps import calibrate
+    from tests.helpers.quant_graphs import build_pose_model, make_images
+
+    model, spec = load_float_model(build_pose_model(tmp_path / "m.onnx"))
+    calib = CalibrationSet(make_images(tmp_path / "calib", n=4), spec)
+    cache = calibrate(body_model(model), calib, method, tmp_path / "work")
+    out, err = capfd.readouterr()
+    assert cache.is_file() and json.loads(cache.read_text())  # ranges were written
+    assert out == "" and err == ""

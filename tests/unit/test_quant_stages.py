@@ -70,6 +70,23 @@ def test_sigmoid_only_reader_clips_both_sides_and_cache_roundtrip(tmp_path: Path
     assert ranges.load_ranges(tmp_path / "c.json") == {"x": (-6.0, 6.0)}
 
 
+@pytest.mark.parametrize("method", [CalibMethod.PERCENTILE, CalibMethod.ENTROPY])
+def test_tight_ranges_keep_the_calibration_method(
+    method: CalibMethod, tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The tightened cache must say the method it was calibrated with: onnxruntime 1.32's quantize_static
+    refuses a cache recorded under another method (`quantize --method percentile` crashed on it)."""
+    from edgepose.quant.optimize import Options
+    from edgepose.quant.quantize import quantize_model
+    from edgepose.spec import Precision
+
+    rep = quantize_model(tiny[0], tiny[1], tmp_path / "q.onnx", precision=Precision.INT8, method=method,
+                         threads=1, options=Options(ranges=True, equalize=False, rounding=False,
+                                                    biascorr=False))  # fmt: skip
+    assert (tmp_path / "q.onnx").is_file() and rep.method is method
+    assert [(s["stage"], s["kept"]) for s in rep.optimizations] == [("ranges", True)]
+
+
 # --- equalization ------------------------------------------------------------
 def test_equalization_keeps_the_function_and_balances_ranges(tiny: tuple[Path, Path]) -> None:
     model, _ = load_float_model(tiny[0])
