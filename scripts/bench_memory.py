@@ -38,6 +38,7 @@ def make_model(work: Path, size: int) -> Path:
     import torch
 
     sys.path.insert(0, str(ROOT))
+    from edgepose.defaults import EVAL
     from edgepose.export import export_model
     from edgepose.nn import save_checkpoint
     from edgepose.spec import PoseSpec
@@ -46,7 +47,7 @@ def make_model(work: Path, size: int) -> Path:
     torch.set_num_threads(2)
     ckpt = save_checkpoint(work / "tiny.pt", make_lively_model(), PoseSpec(name="edgepose-tiny",
                            input_size=(size, size)), epoch=0, metrics={})  # fmt: skip
-    return export_model(ckpt, work / "tiny.onnx", img=size, conf=0.001, iou=0.65).path
+    return export_model(ckpt, work / "tiny.onnx", img=size, conf=EVAL.conf, iou=EVAL.iou).path
 
 
 def main() -> None:

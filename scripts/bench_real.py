@@ -1,7 +1,7 @@
 """Real-model benchmark: a YOLO-pose ONNX + a labelled COCO-keypoints photo folder -> one bench table.
 
     .venv/bin/python scripts/bench_real.py [--model M.onnx] [--data DIR] [--num-calib 64]
-        [--out bench_real_out] [--threads 2] [--runs 30] [--folds 1|2] [--quick]
+        [--out bench_real_out] [--threads 2] [--runs 30] [--folds 1|2]
 
 Defaults: `../shared/real/` beside the checkout when it is there (Ultralytics YOLO11n-pose, 130 COCO
 photos); otherwise --model and --data are required. Steps:
@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose import fsio
-from edgepose.spec import ANNOTATIONS_FILE
+from edgepose.defaults import BENCH_THREADS
+from edgepose.quant.options import HighPrecision
+from edgepose.spec import ANNOTATIONS_FILE, Precision
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "real"
@@ -76,7 +78,8 @@ def read_split(data: Path, num_calib: int, reverse: bool = False) -> tuple[dict,
     calib = names[-num_calib:] if reverse else names[:num_calib]
     chosen = set(calib)
     evaluate = [n for n in names if n not in chosen]
-    ids = {img["id"] for img in coco["images"] if img["file_name"] in set(evaluate)}
+    evaluated = set(evaluate)
+    ids = {img["id"] for img in coco["images"] if img["file_name"] in evaluated}
     people = sum(
         1
         for a in coco.get("annotations", [])
@@ -116,12 +119,16 @@ def write_split(data: Path, coco: dict, split: Split, work: Path) -> tuple[Path,
 
 # The variants: file suffix, quantize_model keyword arguments, what the row means.
 VARIANTS: tuple[tuple[str, dict[str, object], str], ...] = (
-    ("int16", {"precision": "int16"}, "every layer 16-bit (emulated on CPU)"),
-    ("int8", {"precision": "int8"}, "every layer 8-bit"),
-    ("mixed-npu16", {"precision": "mixed", "high_precision": "int16"}, "16-bit islands: for 16-bit NPUs"),
+    ("int16", {"precision": Precision.INT16}, "every layer 16-bit (emulated on CPU)"),
+    ("int8", {"precision": Precision.INT8}, "every layer 8-bit"),
+    (
+        "mixed-npu16",
+        {"precision": Precision.MIXED, "high_precision": HighPrecision.INT16},
+        "16-bit islands: for 16-bit NPUs",
+    ),
     (
         "mixed-cpu",
-        {"precision": "mixed", "high_precision": "float", "latency_aware": True},
+        {"precision": Precision.MIXED, "high_precision": HighPrecision.FLOAT, "latency_aware": True},
         "float islands, latency-aware: for CPUs",
     ),
 )
@@ -132,7 +139,6 @@ def run_fold(model: Path, data: Path, out: Path, args: argparse.Namespace, rever
     from edgepose.defaults import EVAL
     from edgepose.export.importer import import_onnx
     from edgepose.quant.quantize import quantize_model
-    from edgepose.spec import Precision
 
     coco, split = read_split(data, args.num_calib, reverse)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,14 +152,8 @@ def run_fold(model: Path, data: Path, out: Path, args: argparse.Namespace, rever
     paths = [float_path]
     for suffix, kwargs, _ in VARIANTS:
         path = out / f"{stem}.{suffix}.onnx"
-        kw = dict(kwargs)
-        kw["precision"] = Precision(kw["precision"])
-        if "high_precision" in kw:
-            from edgepose.quant.options import HighPrecision
-
-            kw["high_precision"] = HighPrecision(kw["high_precision"])
         t = time.perf_counter()
-        rep = quantize_model(float_path, calib_dir, path, threads=args.threads, **kw)  # type: ignore[arg-type]
+        rep = quantize_model(float_path, calib_dir, path, threads=args.threads, **kwargs)  # type: ignore[arg-type]
         seconds[suffix] = round(time.perf_counter() - t, 1)
         reports[suffix] = rep
         paths.append(path)
@@ -196,7 +196,7 @@ def _table(res: object) -> list[str]:
     return lines
 
 
-def report(folds: list[dict], model: Path, data: Path, args: argparse.Namespace) -> str:
+def report(folds: list[dict], model: Path, data: Path) -> str:
     out = [f"# Real-model benchmark: {model.name} on {data.name}", ""]
     for k, f in enumerate(folds):
         s: Split = f["split"]
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None)
     ap.add_argument("--num-calib", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("bench_real_out"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=BENCH_THREADS)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--folds", type=int, choices=(1, 2), default=1)
     args = ap.parse_args(argv)
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchRealError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    text = report(folds, args.model, args.data, args)
+    text = report(folds, args.model, args.data)
     fsio.write_text(args.out / "real.md", text)  # atomic: a stopped run leaves no half table
     print(text)
     return 0

@@ -72,9 +72,6 @@ RUNTIME_TESTS = (
     "tests/unit/test_torch_free.py",
     "tests/unit/test_cli_predict.py",
 )
-# Not board tests: the first runs `sys.executable` with a replaced environment, which drops the emulator's
-# site folder (AARCH64_PYTHON_SITE), so its child finds no numpy; the second reads the model registry,
-# which needs PyYAML (the training extra, not on a board). Both pass on x86-64 in `make test`.
 BLOCKED = ("torch", "onnx", "onnxslim", "onnxsim")  # a board's runtime path needs none of them
 VAL_SEED, CALIB_SEED = 300, 3
 VARIANTS = ("float", "int8")

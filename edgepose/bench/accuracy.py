@@ -47,13 +47,14 @@ class ValSet:
 
     def size_counts(self) -> dict[str, int]:
         """How many val images have each size, `"HxW" -> count`, the most common first (from the
-        annotation file)."""
+        annotation file, or for an image folder from the images themselves)."""
         counts = Counter(f"{r.height}x{r.width}" for r in self.dataset.records)
         return dict(counts.most_common())
 
 
 def load_val(data: str | os.PathLike[str], num_images: int | None = None) -> ValSet:
-    """A COCO keypoints JSON, or a folder holding ANNOTATIONS_FILE (+ images/); the first `num_images`."""
+    """A COCO keypoints JSON, a folder holding ANNOTATIONS_FILE (+ images/), or a folder of unlabelled
+    images (or FOLDER/images): the first `num_images`."""
     path = Path(data)
     json_path = coco_json(path)
     if num_images is not None and num_images < 1:
@@ -77,8 +78,9 @@ def load_val(data: str | os.PathLike[str], num_images: int | None = None) -> Val
 
 
 def _image_folder(folder: Path, num_images: int | None) -> PoseDataset:
-    """The images of `folder` (or `folder/images`), sorted by name, as records without people; the size
-    of each is read from the image itself (the letterbox note reports it)."""
+    """The images of `folder` (or `folder/images`), sorted by name, as records without people. Each is
+    decoded once here: its size (the letterbox note reports it), and a corrupt file fails now, before
+    any export or quantization."""
     root = folder / "images" if (folder / "images").is_dir() else folder
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -117,7 +119,7 @@ def evaluate(
     flat however many images the val set has. `on_image` sees every image's detections (fidelity).
     """
     scorer = StreamingKeypointEval(val.dataset) if val.labelled else None
-    total = kept = 0
+    kept = 0  # detections scored (at most COCO_KPT_MAX_DETS per image)
     for i, rec in enumerate(val.dataset.records):
         res = estimator(read_image(val.dataset.image_path(rec)), conf=conf, iou=iou, max_det=max_det)
         if on_image is not None:
@@ -128,9 +130,6 @@ def evaluate(
                 rec, detections_to_coco(rec.image_id, res.boxes[top], res.scores[top], res.keypoints[top])
             )
         kept += len(top)
-        total += 1
         if progress:
             progress(i + 1, len(val))
-    if scorer is None:
-        return Accuracy(None, total, kept)
-    return Accuracy(scorer.metrics(), total, scorer.num_detections)
+    return Accuracy(scorer.metrics() if scorer is not None else None, len(val), kept)

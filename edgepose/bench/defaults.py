@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from edgepose.bench.inputs import ONNX_SUFFIX
 from edgepose.bench.progress import StageProgress
 from edgepose.errors import DataError, ModelFileError
-from edgepose.spec import ANNOTATIONS_FILE, Precision
+from edgepose.spec import ANNOTATIONS_FILE
 
 _PROJECT_ROOT = Path(__file__).parents[2]
 DEFAULT_MODEL = Path("models") / "edgepose-n.pt"
@@ -43,21 +41,6 @@ def default_calib() -> Path:
     if path is None:
         raise DataError(f"the shipped calibration folder {DEFAULT_CALIB} was not found; pass --calib DIR")
     return path
-
-
-def is_checkpoint(path: Path) -> bool:
-    """A checkpoint is exported and quantized into variants; an ONNX file is benchmarked as it is."""
-    return path.suffix.lower() != ONNX_SUFFIX
-
-
-def default_inputs(
-    models: Sequence[Path], variants: Sequence[Precision], calib: Path | None
-) -> tuple[list[Path], Path | None]:
-    """The models (default: the shipped one) and the calibration folder (default: the shipped one, when a
-    checkpoint is quantized into some variant)."""
-    paths = list(models) or [default_model()]
-    quantizing = any(map(is_checkpoint, paths)) and any(v is not Precision.FLOAT for v in variants)
-    return paths, calib if calib is not None else (default_calib() if quantizing else None)
 
 
 def default_val(

@@ -19,6 +19,16 @@ from edgepose.spec import Precision
 ONNX_SUFFIX = ".onnx"
 
 
+def is_checkpoint(path: Path) -> bool:
+    """A checkpoint is exported and quantized into variants; an ONNX file is benchmarked as it is."""
+    return path.suffix.lower() != ONNX_SUFFIX
+
+
+def needs_calib(has_checkpoint: bool, variants: Sequence[Precision]) -> bool:
+    """Whether calibration images are needed: a checkpoint is quantized into some non-float variant."""
+    return has_checkpoint and any(v is not Precision.FLOAT for v in variants)
+
+
 class InputKind(str, enum.Enum):
     """What a model file given to bench is (runtime.SourceKind is where predict reads images from)."""
 
@@ -32,6 +42,7 @@ class ModelInput:
     kind: InputKind
     digest: str  # sha256 of the bytes: duplicates are found by content, not by name
     label: str = ""  # the Model column: a name no other input shares (`unique_labels`)
+    precision: Precision | None = None  # ONNX inputs: from the metadata, once checked (run._check_inputs)
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ def resolve_inputs(paths: Sequence[str | os.PathLike[str]], warn: Warn) -> list[
             warn(f"{p} is {same}; benchmarking it once (rows are per distinct model file)")
             continue
         seen[digest] = p
-        kind = InputKind.ONNX if p.suffix.lower() == ONNX_SUFFIX else InputKind.CHECKPOINT
+        kind = InputKind.CHECKPOINT if is_checkpoint(p) else InputKind.ONNX
         out.append(ModelInput(p, kind, digest))
     labels = unique_labels([m.path for m in out])
     return [dataclasses.replace(m, label=label) for m, label in zip(out, labels, strict=True)]

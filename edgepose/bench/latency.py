@@ -64,7 +64,7 @@ def measure_latencies(
     the same two files drifted from 1.14x to 0.97x between two runs here). The switch-in call absorbs
     the previous model's onnxruntime threads still spinning on the same cores."""
     if runs < 1:
-        raise ConfigError(f"--runs must be >= 1, got {runs}; use e.g. --runs 50")
+        raise ConfigError(f"--runs must be >= 1, got {runs}; use e.g. --runs {BENCH_RUNS}")
     if warmup < 0:
         raise ConfigError(f"warm-up runs must be >= 0, got {warmup}")
     for est in estimators:

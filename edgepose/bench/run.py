@@ -7,6 +7,7 @@ step; what is measured lives in accuracy.py, latency.py, kernels.py and fidelity
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -20,12 +21,14 @@ import numpy as np
 from edgepose import __version__, fsio
 from edgepose.bench.accuracy import Accuracy, ValSet, evaluate, load_val
 from edgepose.bench.cache import DEFAULT_CACHE_DIR, BenchCache
+from edgepose.bench.defaults import DEFAULT_NUM_IMAGES
 from edgepose.bench.fidelity import FidelityReferences, fidelity_cells
 from edgepose.bench.inputs import (
     Candidate,
     InputKind,
     ModelInput,
     check_can_export,
+    needs_calib,
     prepare_checkpoint,
     resolve_inputs,
 )
@@ -141,7 +144,7 @@ def check_options(
     if warmup < 0:
         raise ConfigError(f"--warmup must be >= 0, got {warmup}; use e.g. --warmup {BENCH_WARMUP}")
     checks = (("--threads", threads, BENCH_THREADS), ("--runs", runs, BENCH_RUNS),
-              ("--num-images", num_images, 200), ("--num-calib", num_calib, 100))  # fmt: skip
+              ("--num-images", num_images, DEFAULT_NUM_IMAGES), ("--num-calib", num_calib, 100))  # fmt: skip
     for opt, value, example in checks:
         if value is not None and value < 1:
             raise ConfigError(f"{opt} must be >= 1, got {value}; use e.g. {opt} {example}")
@@ -179,18 +182,20 @@ def _check_inputs(
         check_can_export()
     val = load_val(data, num_images)
     image = read_image(val.dataset.image_path(val.dataset.records[0]))
-    quantizing = any(m.kind is InputKind.CHECKPOINT for m in inputs) and any(
-        v is not Precision.FLOAT for v in variants
-    )
+    quantizing = needs_calib(any(m.kind is InputKind.CHECKPOINT for m in inputs), variants)
     if quantizing and calib is None:
         raise ConfigError("quantizing a checkpoint needs calibration images; pass --calib DIR")
     if quantizing:
         from edgepose.quant.calib import find_images, select_images
 
         select_images(find_images(calib), num_calib)  # fail fast: before any export or quantization
-    for m in inputs:  # a bad ONNX (no metadata, not ONNX) is reported before any export
-        if m.kind is InputKind.ONNX:
-            open_session(m.path, threads)
+    # a bad ONNX (no metadata, not ONNX) is reported before any export; its precision is kept (float
+    # rows are evaluated first) so the file is not opened again just to read it
+    inputs = [
+        dataclasses.replace(m, precision=open_session(m.path, threads)[1].precision)
+        if m.kind is InputKind.ONNX else m
+        for m in inputs
+    ]  # fmt: skip
     return inputs, val, image
 
 
@@ -208,7 +213,7 @@ def _candidates(
     out: list[Candidate] = []
     for m in inputs:
         if m.kind is InputKind.ONNX:
-            out.append(Candidate(m.label, m.path, InputKind.ONNX, None, digest=m.digest))
+            out.append(Candidate(m.label, m.path, InputKind.ONNX, m.precision, digest=m.digest))
         else:
             out += prepare_checkpoint(m, variants, calib=Path(calib) if calib else Path(),
                                       num_calib=num_calib, cache=cache, threads=threads,
@@ -221,14 +226,8 @@ def _evaluate_all(
 ) -> list[tuple[PoseEstimator, Accuracy, Fidelity | None]]:
     """Every candidate's accuracy and fidelity, float rows first (the others are compared with them image
     by image); the result keeps the candidates' order."""
-    from edgepose.runtime.session import open_session
-
-    def is_float(c: Candidate) -> bool:
-        precision = c.variant or open_session(c.path, threads)[1].precision  # ONNX files: their metadata
-        return precision is Precision.FLOAT
-
     refs = FidelityReferences()
-    first = sorted(range(len(candidates)), key=lambda i: not is_float(candidates[i]))
+    first = sorted(range(len(candidates)), key=lambda i: candidates[i].variant is not Precision.FLOAT)
     done = {i: _evaluate(candidates[i], val, threads=threads, progress=progress, warn=warn, refs=refs)
             for i in first}  # fmt: skip
     return [done[i] for i in range(len(candidates))]

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgepose.bench.cache import DEFAULT_CACHE_DIR
+from edgepose.bench.defaults import DEFAULT_MODEL, DEFAULT_NUM_IMAGES, VAL_SEED, VAL_SIZE
 from edgepose.bench.progress import for_stage
 from edgepose.cli._app import app
 from edgepose.cli._common import ForceOpt, console, handle_errors, stage_bars, warn
@@ -25,7 +27,7 @@ _ModelsOpt = Annotated[
     list[Path] | None,
     typer.Argument(
         help="Checkpoints (.pt: exported + quantized into --variants, cached) and/or ONNX files "
-        "(benchmarked as they are). Default: the shipped models/edgepose-n.pt.",
+        f"(benchmarked as they are). Default: the shipped {DEFAULT_MODEL.as_posix()}.",
         show_default=False,
     ),
 ]
@@ -34,8 +36,8 @@ _DataOpt = Annotated[
     typer.Option(
         "--data",
         help="Val set: COCO keypoints JSON, a folder with annotations.json, or a folder of unlabelled images "
-        "(no AP; fidelity to float and latency). Default: a synthetic set (seed 2, 256 px) generated into "
-        "the cache folder.",
+        f"(no AP; fidelity to float and latency). Default: a synthetic set (seed {VAL_SEED}, {VAL_SIZE} px) "
+        "generated into the cache folder.",
     ),
 ]
 _VariantsOpt = Annotated[
@@ -51,14 +53,12 @@ _NumCalibOpt = Annotated[
 ]
 _ThreadsOpt = Annotated[int, typer.Option("--threads", help="onnxruntime intra-op threads.")]
 _RunsOpt = Annotated[int, typer.Option("--runs", help="Timed runs per model (after the warm-up runs).")]
-_WarmupOpt = Annotated[
-    int | None,
-    typer.Option("--warmup", help=f"Untimed warm-up runs per model (default: {BENCH_WARMUP})."),
-]
+_WarmupOpt = Annotated[int, typer.Option("--warmup", help="Untimed warm-up runs per model.")]
 _NumImagesOpt = Annotated[
     int | None,
     typer.Option(
-        "--num-images", help="Evaluate the first N val images (default: all; 200 for the synthetic set)."
+        "--num-images",
+        help=f"Evaluate the first N val images (default: all; {DEFAULT_NUM_IMAGES} for the synthetic set).",
     ),
 ]
 _OutOpt = Annotated[Path, typer.Option("--out", help="Folder for bench.json, bench.md, bench.png.")]
@@ -78,35 +78,36 @@ def bench(
     num_calib: _NumCalibOpt = None,
     threads: _ThreadsOpt = BENCH_THREADS,
     runs: _RunsOpt = BENCH_RUNS,
-    warmup: _WarmupOpt = None,
+    warmup: _WarmupOpt = BENCH_WARMUP,
     num_images: _NumImagesOpt = None,
     out: _OutOpt = Path("bench_out"),
-    cache_dir: _CacheDirOpt = Path(".bench_cache"),
+    cache_dir: _CacheDirOpt = DEFAULT_CACHE_DIR,
     force: ForceOpt = False,
 ) -> None:
     """Accuracy (COCO OKS AP) and latency of float, int16, int8 and mixed models, side by side."""
     from edgepose.bench import defaults
+    from edgepose.bench.inputs import check_can_export, is_checkpoint, needs_calib
     from edgepose.bench.run import check_options, check_out, run_bench
     from edgepose.bench.variants import ALL_VARIANTS, parse_variants
 
     chosen = parse_variants(variants) if variants is not None else ALL_VARIANTS
-    warm = {} if warmup is None else {"warmup": warmup}  # None: the library's default
-    check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib, **warm)
+    check_options(threads=threads, runs=runs, num_images=num_images, num_calib=num_calib, warmup=warmup)
     check_out(out, force=force)
     paths = list(models or []) or [defaults.default_model()]
-    if any(map(defaults.is_checkpoint, paths)):
-        from edgepose.bench.inputs import check_can_export
-
+    has_checkpoint = any(map(is_checkpoint, paths))
+    if has_checkpoint:
         check_can_export()  # a base install (no torch) fails here: before calibration or the val set
-    paths, calib_dir = defaults.default_inputs(paths, chosen, calib)
-    if variants is not None and not any(map(defaults.is_checkpoint, paths)):
+    calib_dir = calib
+    if calib_dir is None and needs_calib(has_checkpoint, chosen):
+        calib_dir = defaults.default_calib()  # the shipped calibration images
+    if variants is not None and not has_checkpoint:
         warn("--variants applies to checkpoints; ONNX files are benchmarked as they are "
              "(their precision comes from their metadata)")  # fmt: skip
     with stage_bars(34, transient=False) as (bar, progress):
         if data is None:
             n = num_images or defaults.DEFAULT_NUM_IMAGES
             data = defaults.default_val(cache_dir, n, for_stage(progress, "synthesize val set"))
-        if any(map(defaults.is_checkpoint, paths)):
+        if has_checkpoint:
             bar.console.print(
                 f"checkpoints are exported with the COCO evaluation thresholds (score {EVAL.conf}, IoU "
                 f"{EVAL.iou}, max {EVAL.max_det} detections); latency is timed at score {DEPLOY.conf}",
@@ -114,7 +115,7 @@ def bench(
             )  # fmt: skip
         result = run_bench(
             paths, data, variants=chosen, calib=calib_dir, num_calib=num_calib, threads=threads, runs=runs,
-            num_images=num_images, **warm, out_dir=out, cache_dir=cache_dir, progress=progress,
+            num_images=num_images, warmup=warmup, out_dir=out, cache_dir=cache_dir, progress=progress,
             warn=warn,  # err_console: the bars' console, so the line lands above them
         )  # fmt: skip
     _print_result(result, cache_dir)

@@ -151,7 +151,7 @@ def quantize(
             out,
             precision=precision,
             num_calib=num_calib,
-            budget=MIXED_BUDGET if budget is None else budget,
+            budget=budget,
             max_drop=max_drop,
             high_precision=high_precision,
             method=method,

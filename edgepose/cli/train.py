@@ -240,11 +240,13 @@ def train(
         console.print(f"stopped after epoch {opts.stop_after}; continue with --resume --out {out}",
                       soft_wrap=True, highlight=False)  # fmt: skip
         return
+    from edgepose.train.state import BEST
+
     m = result.metrics
     ap = (
         f"OKS AP {points(m['ap'])} (AP50 {points(m['ap50'])}, COCO points)"
         if "ap" in m
         else "no validation set"
     )
-    console.print(f"best epoch {result.best_epoch}: {ap}; {out / 'best.pt'}  ({result.wall_s:.0f} s)",
+    console.print(f"best epoch {result.best_epoch}: {ap}; {out / BEST}  ({result.wall_s:.0f} s)",
                   soft_wrap=True, highlight=False)  # fmt: skip

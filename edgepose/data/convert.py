@@ -37,8 +37,9 @@ def detect_format(src: str | os.PathLike[str]) -> tuple[DataFormat, Path]:
         raise DataError(
             f"{p}: not a dataset; pass a COCO .json file or a folder with {ANNOTATIONS_FILE} or labels/"
         )
-    if coco_json(p) != p:
-        return DataFormat.COCO, coco_json(p)
+    found = coco_json(p)
+    if found != p:
+        return DataFormat.COCO, found
     if (p / "labels").is_dir():
         return DataFormat.YOLO, p
     raise DataError(

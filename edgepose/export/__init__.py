@@ -1,6 +1,6 @@
 """Export: checkpoint -> one end-to-end ONNX graph (decode + NMS inside), verified against PyTorch.
 
-`tail`, `decode`, `reference`, `selfcheck` and the `importer` subpackage (`export --from-onnx`) are
+`tail`, `decode`, `reference`, `selfcheck`, `slim` and the `importer` subpackage (`export --from-onnx`) are
 torch-free, so importing a third-party model needs no training stack; `exporter`, `deploy` and
 `verify` need torch, so this package's front door imports them lazily. Quantization uses none of this
 package (the shared ONNX helpers are in `edgepose.onnxkit`).

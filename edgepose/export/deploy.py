@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from edgepose.export.decode import DecodeTables, append_decode
+from edgepose.export.slim import simplify
 from edgepose.export.tail import append_nms_tail
 from edgepose.nn.model import PoseModel
 from edgepose.spec import INPUT_NAME, RAW_OUTPUT_PREFIX, InputFormat, row_width
@@ -96,13 +97,6 @@ def trace(
             do_constant_folding=True,
         )
     return onnx.load_from_string(buf.getvalue())
-
-
-def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxslim (constant folding, dead-node and redundant-reshape removal); keeps I/O names."""
-    import onnxslim
-
-    return onnxslim.slim(model)
 
 
 def export_net(

@@ -26,7 +26,8 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from edgepose.export.deploy import simplify, trace
+from edgepose.export.deploy import trace
+from edgepose.export.slim import simplify
 from edgepose.export.tail import TailBuilder
 from edgepose.export.topk_tail import append_topk_tail, reduce
 from edgepose.nn.erpose import BOX_KPT_CONF, BOX_MARGIN, ERPoseModel

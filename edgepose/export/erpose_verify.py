@@ -1,6 +1,6 @@
 """Export self-check of an ER-Pose graph: onnxruntime vs the PyTorch model + `decode_erpose` + `topk_select`.
 
-On the synthetic sample images of `edgepose.export.verify`, at the baked score threshold and at the
+On the synthetic sample images of `edgepose.export.selfcheck`, at the baked score threshold and at the
 evaluation one (fed at run time through the graph's threshold input), per image:
 
 1. scores: every candidate score the TopK sees (all N, exposed for the check) is within PROB_TOL of
@@ -29,6 +29,7 @@ from edgepose.export.selfcheck import PROB_TOL, PX_TOL, sample_images
 from edgepose.export.topk_tail import topk_scores_input
 from edgepose.export.verify import VerifyResult
 from edgepose.nn.erpose import ERPoseModel, boxes_from_keypoints, decode_erpose
+from edgepose.onnxkit.graph import with_outputs
 from edgepose.runtime.preprocess import to_input
 from edgepose.runtime.session import cpu_session
 from edgepose.spec import INPUT_NAME, SCORE_THR_NAME, InputFormat, PoseSpec
@@ -36,12 +37,7 @@ from edgepose.topk import topk_select
 
 
 def _with_scores_output(graph: onnx.ModelProto) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(graph)
-    out.graph.output.append(
-        onnx.helper.make_tensor_value_info(topk_scores_input(graph), onnx.TensorProto.FLOAT, None)
-    )
-    return out
+    return with_outputs(graph, [topk_scores_input(graph)])
 
 
 def _torch_scores_keypoints(model: ERPoseModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

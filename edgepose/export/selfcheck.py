@@ -1,7 +1,8 @@
-"""What the two self-checks share (`export.verify` for our exports, `export.importer.verify` for
-imported graphs): tolerances and the sample scenes, made into input tensors the way deployment does.
+"""What the export self-checks share (`export.verify` and `export.erpose_verify` for our exports,
+`export.importer.verify` and `export.importer.end2end` for imported graphs): tolerances and the sample
+scenes, made into input tensors the way deployment does.
 
-Torch-free (numpy, OpenCV, the runtime's preprocessing). The low score threshold both checks also run
+Torch-free (numpy, OpenCV, the runtime's preprocessing). The low score threshold every check also runs
 at is the evaluation setting, `edgepose.defaults.EVAL.conf`, read at call time.
 """
 

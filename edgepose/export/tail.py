@@ -102,7 +102,7 @@ def _check_tail_args(
         raise ValueError("pass exactly one of kpts (a (B, N, E) tensor) and gather_kpts")
 
 
-def _set_default(graph: onnx.GraphProto, name: str, value: np.ndarray, elem: int) -> None:
+def set_default(graph: onnx.GraphProto, name: str, value: np.ndarray, elem: int) -> None:
     """A graph input with an initializer of the same name: optional at run time, default = `value`."""
     graph.input.append(helper.make_tensor_value_info(name, elem, []))
     graph.initializer.append(numpy_helper.from_array(value, name))
@@ -114,9 +114,9 @@ def _threshold_inputs(g: onnx.GraphProto, conf: float, iou: float, max_det: int)
     for name in (SCORE_THR_NAME, IOU_THR_NAME, MAX_DET_NAME):
         if name in taken:
             raise ExportError(f"the graph already has an input named '{name}' (already end-to-end?)")
-    _set_default(g, SCORE_THR_NAME, np.array(conf, np.float32), TensorProto.FLOAT)
-    _set_default(g, IOU_THR_NAME, np.array(iou, np.float32), TensorProto.FLOAT)
-    _set_default(g, MAX_DET_NAME, np.array(max_det, np.int64), TensorProto.INT64)
+    set_default(g, SCORE_THR_NAME, np.array(conf, np.float32), TensorProto.FLOAT)
+    set_default(g, IOU_THR_NAME, np.array(iou, np.float32), TensorProto.FLOAT)
+    set_default(g, MAX_DET_NAME, np.array(max_det, np.int64), TensorProto.INT64)
 
 
 def _kept_rows(

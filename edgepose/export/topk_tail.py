@@ -25,10 +25,11 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
+from edgepose import defaults
 from edgepose.errors import ExportError
-from edgepose.export.tail import TAIL_MIN_OPSET, TailBuilder, copy_for_tail
+from edgepose.export.tail import TAIL_MIN_OPSET, TailBuilder, copy_for_tail, set_default
 from edgepose.onnxkit.graph import default_opset
 from edgepose.spec import DETECTIONS_NAME, MAX_DET_NAME, NUM_DETS_NAME, SCORE_THR_NAME, TAIL_PREFIX
 
@@ -43,12 +44,6 @@ def reduce(b: TailBuilder, op: str, x: str, axes: list[int], name: str, *, keepd
     if opset >= 18 or (op == "ReduceSum" and opset >= 13):
         return b.node(op, [x, b.const(name + "_axes", np.array(axes, np.int64))], name, keepdims=keepdims)
     return b.node(op, [x], name, axes=axes, keepdims=keepdims)
-
-
-def _set_default(graph: onnx.GraphProto, name: str, value: np.ndarray, elem: int) -> None:
-    """A graph input with an initializer of the same name: optional at run time, default = `value`."""
-    graph.input.append(helper.make_tensor_value_info(name, elem, []))
-    graph.initializer.append(numpy_helper.from_array(value, name))
 
 
 def append_topk_tail(
@@ -73,7 +68,7 @@ def append_topk_tail(
     if opset < TAIL_MIN_OPSET:
         raise ExportError(
             f"the detection tail needs opset >= {TAIL_MIN_OPSET}, the graph has {opset}; "
-            f"re-export with --opset {TAIL_MIN_OPSET} or higher (17 is the default)"
+            f"re-export with --opset {TAIL_MIN_OPSET} or higher ({defaults.DEFAULT_OPSET} is the default)"
         )
     if not prefix.startswith(TAIL_PREFIX):
         raise ValueError(f"tail prefix {prefix!r} must start with {TAIL_PREFIX!r}")
@@ -88,8 +83,8 @@ def append_topk_tail(
     for name in (SCORE_THR_NAME, MAX_DET_NAME):
         if name in taken:
             raise ExportError(f"the graph already has an input named '{name}' (already end-to-end?)")
-    _set_default(g, SCORE_THR_NAME, np.array(conf, np.float32), TensorProto.FLOAT)
-    _set_default(g, MAX_DET_NAME, np.array(max_det, np.int64), TensorProto.INT64)
+    set_default(g, SCORE_THR_NAME, np.array(conf, np.float32), TensorProto.FLOAT)
+    set_default(g, MAX_DET_NAME, np.array(max_det, np.int64), TensorProto.INT64)
     del g.output[:]
 
     b = TailBuilder(g, prefix)

@@ -33,6 +33,7 @@ from edgepose.export.tail import nms_candidates
 from edgepose.nms import nms
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
+from edgepose.onnxkit.graph import with_outputs
 from edgepose.runtime.preprocess import to_input
 from edgepose.runtime.session import cpu_session
 from edgepose.spec import INPUT_NAME, SCORE_THR_NAME, GraphKind, InputFormat, PoseSpec
@@ -170,13 +171,7 @@ def _compare(
 
 def _with_candidate_outputs(graph: onnx.ModelProto) -> onnx.ModelProto:
     """A copy that also outputs the candidates the NMS tail reads: boxes (B, N, 4), scores (B, N)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(graph)
-    boxes, scores = nms_candidates(graph)
-    out.graph.output.extend(
-        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in (boxes, scores)
-    )
-    return out
+    return with_outputs(graph, nms_candidates(graph))
 
 
 def verify_export(

@@ -1,8 +1,10 @@
-"""Graph queries every ONNX tool here needs: edges, inputs, the float tail, opsets, node counts."""
+"""Graph queries every ONNX tool here needs: edges, inputs, the float tail, opsets, node counts, extra
+outputs."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import onnx
@@ -40,6 +42,28 @@ def declared_shape(vi: onnx.ValueInfoProto) -> list[int | str]:
     """Declared dims: an int when static, the dim_param (or '?') when dynamic."""
     dims = vi.type.tensor_type.shape.dim
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+
+
+def with_outputs(
+    model: onnx.ModelProto, names: Sequence[str], elem_type: int | None = onnx.TensorProto.FLOAT
+) -> onnx.ModelProto:
+    """A copy of `model` that also outputs `names`, appended in order, each unless already an output.
+
+    Each new output is declared `elem_type` with no shape; `elem_type=None` declares it untyped (for
+    tensors of a third-party graph whose type is not known). `model` is left untouched.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in have:
+            have.add(n)
+            m.graph.output.append(
+                helper.make_empty_tensor_value_info(n)
+                if elem_type is None
+                else helper.make_tensor_value_info(n, elem_type, None)
+            )
+    return m
 
 
 def tail_nodes(model: onnx.ModelProto, prefix: str = TAIL_PREFIX) -> list[onnx.NodeProto]:

@@ -22,7 +22,8 @@ from edgepose.spec import IMAGE_SUFFIXES, INPUT_NAME, PoseSpec
 MIN_CALIB = 4  # fewer and the ranges, the probe images and the bias statistics are guesses
 RECOMMENDED_CALIB = 32
 MAX_CALIB = 500  # more images add time, not accuracy: min/max and histograms saturate well before
-_HINT = "add 32–500 representative images (any size/format) or pass --calib DIR"
+_RANGE = f"{RECOMMENDED_CALIB}–{MAX_CALIB}"  # the recommended image count, as messages spell it
+_HINT = f"add {_RANGE} representative images (any size/format) or pass --calib DIR"
 
 
 def find_images(calib_dir: str | os.PathLike[str]) -> list[Path]:
@@ -51,7 +52,7 @@ def select_images(paths: Sequence[Path], num: int | None) -> list[Path]:
     if num is None:
         num = min(n, MAX_CALIB)
     if num < 1:
-        raise CalibrationError(f"--num-calib must be >= 1, got {num}; use 32–500")
+        raise CalibrationError(f"--num-calib must be >= 1, got {num}; use {_RANGE}")
     if num > n:
         folder = paths[0].parent if paths else "the folder"
         raise CalibrationError(
@@ -120,18 +121,17 @@ class CalibrationReader(CalibrationDataReader):
 
 
 def check_calibration(calib: CalibrationSet) -> list[str]:
-    """CalibrationError when too few images for the method; warnings (returned) for doubtful images."""
-    need = MIN_CALIB
-    if len(calib) < need:
+    """CalibrationError when fewer than MIN_CALIB images; warnings (returned) for doubtful images."""
+    if len(calib) < MIN_CALIB:
         raise CalibrationError(
             f"{len(calib)} calibration image(s) in {calib.calib_dir} is too few: ranges and the measured "
-            f"checks need at least {need}; add images (32–500 recommended) or pass --calib DIR"
+            f"checks need at least {MIN_CALIB}; add images ({_RANGE} recommended) or pass --calib DIR"
         )
     notes = []
     if len(calib) < RECOMMENDED_CALIB:
         notes.append(
             f"warning: {len(calib)} calibration images: ranges from fewer than {RECOMMENDED_CALIB} are a "
-            "guess; add images like the deployment's (32–500)"
+            f"guess; add images like the deployment's ({_RANGE})"
         )
     h, w = calib.spec.input_size
     small = gray = 0
@@ -158,8 +158,6 @@ def check_calibration(calib: CalibrationSet) -> list[str]:
 
 def image_shape(path: Path) -> tuple[int, ...] | None:
     """(H, W[, C]) of an image file as OpenCV decodes it unchanged; None if unreadable."""
-    import cv2
-
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     return None if img is None else tuple(img.shape)

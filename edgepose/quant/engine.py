@@ -26,7 +26,7 @@ from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.fidelity import DEFAULT_REF_CONF, Fidelity
 from edgepose.quant.graph import Layer, body_model, chain_tensors, find_layers, float_nodes
 from edgepose.quant.optimize import OptimizationLog, Options, StepRecord, better, choose_prefix
-from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
+from edgepose.quant.options import HighPrecision, LayerPrecision
 from edgepose.quant.plan import PrecisionPlan, merge_for_plan
 from edgepose.quant.taskplan import SearchResult, layer_macs, order_layers, search, unfused_by
 from edgepose.quant.taskprobe import TaskProbe, pick_probe_images
@@ -58,8 +58,8 @@ class Engine:
     cache: Path  # onnxruntime calibration cache in use
     tmp: Path
     build_fn: Build
+    num_probe_images: int  # quantize.NUM_PROBE_IMAGES unless the caller chooses
     threads: int | None = None
-    num_probe_images: int = 8
     tick: Tick | None = None
     layers: list[Layer] = field(default_factory=list)
     probe: TaskProbe | None = None  # ranks the layers
@@ -277,7 +277,6 @@ def keep_equalization(
     original: onnx.ModelProto,
     engine: Engine,
     pairs: int,
-    method: CalibMethod,
     log: OptimizationLog,
     calibrate: Callable[[onnx.ModelProto], Path],
     wanted: bool | None,
@@ -302,14 +301,15 @@ def keep_equalization(
         calibrate(original),
         engine.tmp,
         engine.build_fn,
-        engine.threads,
-        engine.num_probe_images,
-        engine.tick,
+        num_probe_images=engine.num_probe_images,
+        threads=engine.threads,
+        tick=engine.tick,
     )
     plain.probe, plain.check = engine.probe, engine.check
     before = plain.measure(plain.build(original, int8))
     keep = better(after.drop, before.drop)
-    names = [n.name for n in engine.model.graph.node if n.name in {la.name for la in engine.layers}]
+    layer_names = {la.name for la in engine.layers}
+    names = [n.name for n in engine.model.graph.node if n.name in layer_names]
     log.steps.append(
         StepRecord(
             "equalize",

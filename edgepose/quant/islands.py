@@ -53,12 +53,13 @@ def keep_float(q: onnx.ModelProto, names: set[str]) -> None:
     """Rewire the named nodes of quantized `q` to read float tensors; guard what still reads a DQ."""
     g = q.graph
     prod = producers(g)
+    inits = {i.name for i in g.initializer}
     for node in g.node:
         if node.name not in names:
             continue
         for j, t in enumerate(node.input):
             p = prod.get(t)
-            if p is not None and p.op_type in QDQ_OPS and p.input[0] not in {i.name for i in g.initializer}:
+            if p is not None and p.op_type in QDQ_OPS and p.input[0] not in inits:
                 src = _float_source(prod, t)
                 if prod.get(src) is None or prod[src].op_type not in QDQ_OPS:
                     node.input[j] = src

@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-# The stages, in order; the CLI and the report spell them this way.
-STAGES = ("equalize", "ranges", "rounding", "biascorr")
 # "Measures better" means a fidelity drop at least this much lower (relative): smaller differences are
 # within what 16 images can tell apart (on the shipped edgepose-n, fitted rounding measured 2.8% better
 # on the check images and 0.2 AP worse on 200 others).

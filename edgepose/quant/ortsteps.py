@@ -17,6 +17,7 @@ import onnx
 from onnxruntime.quantization import create_calibrator, quantize_static
 from onnxruntime.quantization.calibrate import save_tensors_data
 
+from edgepose.onnxkit.graph import with_outputs
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.graph import find_layers, float_nodes, raw_head_outputs, upgrade_opset
 from edgepose.quant.islands import island_nodes, keep_float
@@ -75,9 +76,8 @@ def quantize_with(
     float layers (islands) forced float."""
     prepared = upgrade_opset(model, OPSET_16BIT) if plan.uses_16bit else model
     layers = find_layers(prepared)
-    args = quantize_static_args(
-        plan, layers, prepared.graph, [n.name for n in float_nodes(prepared) if n.name]
-    )
+    fixed = float_nodes(prepared)  # quantize_static works on a copy: `prepared` stays as it is
+    args = quantize_static_args(plan, layers, prepared.graph, [n.name for n in fixed if n.name])
     out = tmp / f"{tag}.onnx"
     with quiet():
         quantize_static(
@@ -87,7 +87,7 @@ def quantize_with(
     keep_tail_float(q, prepared)
     floats = [la for la in layers if plan.of(la.name) is LayerPrecision.FLOAT]
     if floats:
-        tail = {n.name for n in float_nodes(prepared)}
+        tail = {n.name for n in fixed}
         keep_float(q, set(island_nodes(floats, prepared.graph, tail)))
     return q
 
@@ -103,12 +103,6 @@ def raw_outputs(
     `names` fixes which tensors, in which order: a quantized copy may list its tail's inputs in another
     graph order than the float model (ER-Pose's TopK tail does), and `nmse` pairs outputs by position.
     """
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
     names = list(names or raw_head_outputs(model) or [o.name for o in model.graph.output])
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend(
-        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in have
-    )
-    sess = cpu_session(m.SerializeToString(), threads)
+    sess = cpu_session(with_outputs(model, names).SerializeToString(), threads)
     return [sess.run(names, {INPUT_NAME: x}) for x in images]

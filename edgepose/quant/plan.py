@@ -94,7 +94,8 @@ def calibrator_options(method: CalibMethod) -> dict[str, Any]:
     """create_calibrator extra_options (the percentile to keep).
 
     Not "max_intermediate_outputs": onnxruntime 1.31's MinMaxCalibrater drops the collected batch
-    without merging its ranges when that limit is hit; quantize.py feeds the calibrator in chunks instead.
+    without merging its ranges when that limit is hit; ortsteps.calibrate feeds the calibrator in chunks
+    instead.
     """
     if method is CalibMethod.PERCENTILE:
         return {"percentile": 99.999}
@@ -110,14 +111,15 @@ def quantize_static_args(
     """
     by_name = {la.name: la for la in layers}
     floats = [by_name[n] for n in by_name if plan.of(n) is LayerPrecision.FLOAT]
-    exclude = list(tail) + [n for n in island_nodes(floats, graph, set(tail)) if n not in set(tail)]
+    tail_set = set(tail)
+    exclude = list(tail) + [n for n in island_nodes(floats, graph, tail_set) if n not in tail_set]
     overrides: dict[str, list[dict[str, Any]]] = {}
     if plan.default is LayerPrecision.INT8:
         high16 = [by_name[n] for n in by_name if plan.of(n) is LayerPrecision.INT16]
         for la in high16:
             overrides[la.weight] = [{"quant_type": QuantType.QInt16, "axis": la.axis}]
         readers = consumers(graph)
-        for t in chain_tensors(high16, graph, set(tail)):
+        for t in chain_tensors(high16, graph, tail_set):
             eight_bit = sorted(
                 n.name
                 for n in readers.get(t, [])

@@ -30,7 +30,7 @@ def cache_path(model_path: str | os.PathLike[str]) -> Path:
 def probe_key(model_path: str | os.PathLike[str], calib_paths: Sequence[Path], **settings: object) -> str:
     """A digest of what the ranking depends on (see the module docstring)."""
     h = hashlib.sha256()
-    h.update(Path(model_path).read_bytes())
+    h.update(fsio.file_digest(model_path).encode())
     for p in calib_paths:
         st = p.stat()
         h.update(f"{p.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())

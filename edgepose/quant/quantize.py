@@ -132,14 +132,14 @@ def _start(run: _Run, model: onnx.ModelProto, spec: PoseSpec) -> Engine:
     eq, pairs = equalized(model, run.options.equalize if run.precision is not Precision.INT16 else False)
     with run.stages.stage("calibrate"):
         cache = calibrate(body_model(eq), run.calib, run.method, run.tmp)
-    engine = Engine(eq, spec, run.calib, cache, run.tmp, run.build, run.threads, run.num_probe_images,
-                    run.stages.tick)  # fmt: skip
+    engine = Engine(eq, spec, run.calib, cache, run.tmp, run.build, num_probe_images=run.num_probe_images,
+                    threads=run.threads, tick=run.stages.tick)  # fmt: skip
     if pairs:
 
         def plain(m: onnx.ModelProto) -> Path:
             return calibrate(body_model(m), run.calib, run.method, run.tmp / "plain")
 
-        engine = keep_equalization(original, engine, pairs, run.method, run.log, plain, run.options.equalize)
+        engine = keep_equalization(original, engine, pairs, run.log, plain, run.options.equalize)
     return engine
 
 

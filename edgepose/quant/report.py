@@ -60,7 +60,6 @@ class QuantReport:
     budget: float | None = None
     max_drop: float | None = None
     raw_nmse: float | None = None  # this model's raw head outputs vs float (NMSE, probe images)
-    raw_nmse_int8: float | None = None  # the all-8-bit model's, for comparison (--mixed only)
     num_probe_images: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

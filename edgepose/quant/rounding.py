@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edgepose.onnxkit.graph import with_outputs
 from edgepose.quant.graph import Layer
 from edgepose.runtime.session import cpu_session
 from edgepose.spec import INPUT_NAME
@@ -150,15 +151,9 @@ def input_moments(
         if geo is not None:
             geos[la.name] = geo
     fit = [la for la in layers if la.name in geos]
-    m = onnx.ModelProto()
-    m.CopyFrom(body)
     want = sorted({nodes[la.name].input[0] for la in fit})
-    have = {o.name for o in m.graph.output} | {INPUT_NAME}
-    m.graph.output.extend(
-        helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in want if t not in have
-    )
-    sess = cpu_session(m.SerializeToString(), threads)
     fetch = [t for t in want if t != INPUT_NAME]
+    sess = cpu_session(with_outputs(body, fetch).SerializeToString(), threads)
     rng = np.random.default_rng(seed)
     moments: dict[str, list[np.ndarray]] = {}
     for x in images:

@@ -25,7 +25,6 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
-from edgepose.defaults import MIXED_BUDGET
 from edgepose.onnxkit.graph import producers
 from edgepose.quant.fidelity import Fidelity
 from edgepose.quant.graph import LAYER_OPS, Layer, chain_tensors
@@ -162,7 +161,9 @@ def search(
         return cache[k]
 
     if max_drop is None:
-        k_max = max(1, math.floor((MIXED_BUDGET if budget is None else budget) * n + 1e-9)) if n else 0
+        if budget is None:
+            raise ValueError("budget or max_drop is required")
+        k_max = max(1, math.floor(budget * n + 1e-9)) if n else 0
         sizes = sorted({max(1, round(f * k_max)) for f in SMALLER_TRIES} if k_max else set())
         tried = [cache[0]] + [trial(k) for k in sizes]
         best = min(tried, key=lambda t: (t.measured.drop, t.size))

@@ -2,14 +2,14 @@
 
 The unit is fidelity to float (edgepose.quant.fidelity): the drop in mean OKS x score agreement of the
 people the float model finds, after decode and NMS, on a few calibration images. No labels are needed.
-Raw-tensor NMSE (edgepose.quant.sensitivity) is dominated by pixel coordinates and ranks the score
+Raw-tensor NMSE (edgepose.quant.fidelity.nmse) is dominated by pixel coordinates and ranks the score
 branch last; this unit weighs boxes, scores and keypoints as a user sees them.
 
 What "layer L at 8 bits" means here: the float model with L's weights and bias at the exact values of
 onnxruntime's 8-bit model, and every activation tensor L reads - walked upstream through non-layer ops
 (SiLU, Concat, Split, Resize, ...) to the producing layers, as a precision plan promotes them
-(plan.sixteen_bit_tensors) - passing through that model's Q/DQ. Everything else stays float. The same
-machinery evaluates any set of 8-bit layers, so a whole plan is checked as a whole.
+(edgepose.quant.graph.chain_tensors) - passing through that model's Q/DQ. Everything else stays float.
+The same machinery evaluates any set of 8-bit layers, so a whole plan is checked as a whole.
 
 Probe images are chosen without labels: the calibration images on which the float model finds the
 most people (a photo without anyone in it says nothing about keypoints).
@@ -25,7 +25,7 @@ import onnxruntime as ort
 from onnx import helper
 
 from edgepose.defaults import EVAL
-from edgepose.onnxkit.graph import consumers, producers
+from edgepose.onnxkit.graph import consumers, producers, with_outputs
 from edgepose.quant.fidelity import DEFAULT_REF_CONF, Detections, Fidelity, FidelityMeter
 from edgepose.quant.graph import Layer, chain_tensors, dequantized_initializer
 from edgepose.runtime.session import cpu_session
@@ -109,10 +109,7 @@ def float_selections(
 ) -> list[dict[str, np.ndarray]]:
     """Per image, the float model's NMS selections (what anchored runs are fed)."""
     names = nms_outputs(model)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    m.graph.output.extend(helper.make_tensor_value_info(t, onnx.TensorProto.INT64, None) for t in names)
-    sess = cpu_session(m.SerializeToString(), threads)
+    sess = cpu_session(with_outputs(model, names, onnx.TensorProto.INT64).SerializeToString(), threads)
     feeds = _feeds(sess, spec)
     return [dict(zip(names, sess.run(names, {INPUT_NAME: x, **feeds}), strict=True)) for x in images]
 

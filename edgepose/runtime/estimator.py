@@ -12,7 +12,7 @@ import numpy as np
 from edgepose.defaults import DEPLOY, EVAL
 from edgepose.errors import ConfigError
 from edgepose.letterbox import LetterboxInfo
-from edgepose.runtime.preprocess import preprocess
+from edgepose.runtime.preprocess import preprocess_batch
 from edgepose.runtime.results import PoseResult
 from edgepose.runtime.session import open_session
 from edgepose.runtime.timing import Stopwatch, Timings
@@ -97,8 +97,7 @@ class PoseEstimator:
             return []
         feeds = self.override_feeds(conf, iou, max_det)
         watch = Stopwatch()
-        prepared = [preprocess(image, self.spec, rgb=rgb) for image in images]
-        batch = np.concatenate([t for t, _ in prepared])  # (N, 3, H, W)
+        batch, infos = preprocess_batch(images, self.spec, rgb=rgb)  # (N, 3, H, W)
         pre_ms = watch.lap()
         dets, nums = self._run(batch, feeds)  # (N, max_det, 6 + 3K), (N,)
         infer_ms = watch.lap()
@@ -106,8 +105,7 @@ class PoseEstimator:
         conf_np = conf if conf is not None and not self.io.has(SCORE_THR_NAME) else None
         max_np = max_det if max_det is not None and not self.io.has(MAX_DET_NAME) else None
         results = [
-            self._postprocess(dets[i], int(nums[i]), info, conf_np, max_np)
-            for i, (_, info) in enumerate(prepared)
+            self._postprocess(dets[i], int(nums[i]), info, conf_np, max_np) for i, info in enumerate(infos)
         ]
         timings = Timings(pre_ms, infer_ms, watch.lap(), batch_size=len(images))
         self.last_timings = timings

@@ -17,7 +17,7 @@ from edgepose.nms import nms  # greedy NMS with onnxruntime's rules; no torchvis
 from edgepose.nn.config import HeadKind
 from edgepose.nn.decode import decode
 from edgepose.nn.model import PoseModel
-from edgepose.runtime.preprocess import preprocess
+from edgepose.runtime.preprocess import preprocess_batch
 from edgepose.spec import PoseSpec
 from edgepose.topk import topk_select
 from edgepose.train.dataset import read_rgb
@@ -67,10 +67,11 @@ def _batches(
     records = data.records
     for start in range(0, len(records), batch):
         recs = records[start : start + batch]
-        pairs = [preprocess(read_rgb(str(data.image_path(rec))), spec, rgb=True) for rec in recs]
-        x = torch.from_numpy(np.concatenate([t for t, _ in pairs]))  # (B, 3, S, S) float32
+        images = [read_rgb(str(data.image_path(rec))) for rec in recs]
+        batch_x, infos = preprocess_batch(images, spec, rgb=True)  # (B, 3, S, S) float32
+        x = torch.from_numpy(batch_x)
         # NHWC (channels_last), as training runs the model: the same conv kernels, the same numbers
-        yield recs, x.contiguous(memory_format=torch.channels_last), [info for _, info in pairs]
+        yield recs, x.contiguous(memory_format=torch.channels_last), infos
 
 
 @torch.no_grad()

@@ -7,6 +7,8 @@ order the pipeline uses them:
 - `options`: the closed option sets (stdlib only, so the CLI offers them without onnx);
 - `graph`: load the source, normalise its input, append the adapter that feeds the NMS tail;
 - `layout`: recognise the output layout from the graph and one probe run, or reject it in one line;
+- `end2end`: an output already NMS-free (rows of 6 + 3K): its conventions, the TopK tail instead of
+  adapter + NMS tail, and its self-check;
 - `meta`: what the source does not say (strides from the candidate count, keypoint names, flip index);
 - `verify`: the self-check against a NumPy decode of the source's own raw output;
 - `pipeline`: `import_onnx`, the stages in order.

@@ -32,6 +32,7 @@ from edgepose.export.importer.options import KptConf
 from edgepose.export.selfcheck import PROB_TOL, PX_TOL
 from edgepose.export.tail import TailBuilder
 from edgepose.export.topk_tail import append_topk_tail
+from edgepose.onnxkit.graph import with_outputs
 from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, SCORE_THR_NAME, PoseSpec, row_width
 from edgepose.topk import topk_select
 
@@ -159,10 +160,7 @@ def verify_end2end(
     a mismatch."""
     from edgepose.runtime.session import cpu_session
 
-    m = onnx.ModelProto()
-    m.CopyFrom(graph)
-    m.graph.output.append(onnx.helper.make_empty_tensor_value_info(raw_name))
-    sess = cpu_session(m.SerializeToString())
+    sess = cpu_session(with_outputs(graph, [raw_name], None).SerializeToString())
     count, box_d, kpt_d = 0, 0.0, 0.0
     width = row_width(lay.num_keypoints)
     for x in inputs:

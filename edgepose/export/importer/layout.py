@@ -23,7 +23,7 @@ import onnx
 
 from edgepose.errors import ExportError, ModelFileError
 from edgepose.export.importer.options import KptConf, Layout
-from edgepose.onnxkit.graph import declared_shape, graph_inputs, producers
+from edgepose.onnxkit.graph import declared_shape, graph_inputs, producers, with_outputs
 from edgepose.onnxkit.ops import QUANTIZED_OPS
 from edgepose.runtime.session import cpu_session
 from edgepose.spec import METADATA_PREFIX
@@ -166,10 +166,7 @@ def probe(model: onnx.ModelProto, input_shape: tuple[int, int, int, int]) -> Pro
     """Run `model` (one input, one output) in onnxruntime and find its post-sigmoid channels."""
     out_name = model.graph.output[0].name
     sig = sigmoid_sources(model, out_name)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(s) for s in sig if s not in have)
+    m = with_outputs(model, sig, None)
     try:
         # No fusion: the exposed Sigmoid values must be the very ones that flow into the output.
         sess = cpu_session(m.SerializeToString(), optimize=False)

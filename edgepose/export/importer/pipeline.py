@@ -24,6 +24,7 @@ import onnx
 from edgepose import __version__, defaults
 from edgepose.defaults import Thresholds
 from edgepose.errors import ExportError, ModelFileError
+from edgepose.export import slim
 from edgepose.export.importer.end2end import (
     E2E_EXPECTED,
     classify_end2end,
@@ -83,13 +84,6 @@ class ImportReport:
     size_bytes: int
 
 
-def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
-    # onnxslim directly rather than export.deploy.simplify: deploy imports torch, import must not.
-    import onnxslim
-
-    return onnxslim.slim(model)
-
-
 def _convert_opset(model: onnx.ModelProto, src: Path, notes: list[str]) -> onnx.ModelProto:
     """Graphs below the NMS tail's minimum opset are converted to defaults.DEFAULT_OPSET."""
     have, target = default_opset(model), defaults.DEFAULT_OPSET
@@ -120,7 +114,7 @@ def _load_normalised(
     simplified = False
     if simplify:
         try:
-            model, simplified = _simplify(model), True
+            model, simplified = slim.simplify(model), True
         except Exception as exc:  # simplification is an optimisation: an exotic graph keeps its form
             notes.append(f"onnxslim could not simplify the graph ({type(exc).__name__}); kept it as it is")
     name_nodes(model)

@@ -20,6 +20,7 @@ from edgepose.export.importer.layout import PoseLayout
 from edgepose.export.importer.options import KptConf
 from edgepose.export.reference import reference_detections
 from edgepose.export.selfcheck import PROB_TOL, PX_TOL, sample_images
+from edgepose.onnxkit.graph import with_outputs
 from edgepose.runtime.preprocess import to_input
 from edgepose.runtime.session import cpu_session
 from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, SCORE_THR_NAME, PoseSpec
@@ -63,10 +64,7 @@ def verify_import(
     graph: onnx.ModelProto, raw_name: str, spec: PoseSpec, lay: PoseLayout, batch: int
 ) -> ImportCheck:
     """Run the checks in the module docstring; ExportError when the graph disagrees with the reference."""
-    m = onnx.ModelProto()
-    m.CopyFrom(graph)
-    m.graph.output.append(onnx.helper.make_empty_tensor_value_info(raw_name))
-    sess = cpu_session(m.SerializeToString())
+    sess = cpu_session(with_outputs(graph, [raw_name], None).SerializeToString())
     thresholds = (spec.conf_threshold, defaults.EVAL.conf)
     inputs = sample_inputs(VERIFY_IMAGES, spec, batch)
     count, box_diff, kpt_diff = 0, 0.0, 0.0
