@@ -96,9 +96,8 @@ def test_zero_point_types_per_precision(work: dict[str, Path]) -> None:
     zmix = set(_zero_point_types(onnx.load(str(work["mixed"]))).values())
     assert z8 == {act8, w8, bias}
     assert z16 == {act16, w16, bias}
-    assert {act8, w8} <= zmix and (
-        not _report(work["mixed"])["high_precision_layers"] or {act16, w16} <= zmix
-    )
+    assert zmix == {act8, w8, act16, w16, bias}  # --mixed keeps some layers at 16 bits on this model
+    assert len(_report(work["mixed"])["high_precision_layers"]) == 2
     assert set(_weight_bits(onnx.load(str(work["int8"]))).values()) == {w8}
     assert len(_weight_bits(onnx.load(str(work["int16"])))) == 7
 
@@ -110,7 +109,7 @@ def test_mixed_16_bit_set_equals_the_reported_plan(work: dict[str, Path]) -> Non
     props = {p.key: p.value for p in m.metadata_props}
     assert sixteen == sorted(rep["high_precision_layers"]) == sorted(json.loads(props[QUANT_PLAN_KEY]))
     k = len(sixteen)
-    assert k <= 2 and len(_weight_bits(m)) == 7  # at most floor(0.3 * 7) of 7 layers
+    assert k == 2 and len(_weight_bits(m)) == 7  # floor(0.3 * 7) of 7 layers: /c4/Conv, /h8/Conv
     ranks = {r["name"]: r["rank"] for r in rep["layers"]}
     assert sorted(ranks[n] for n in sixteen) == list(range(1, k + 1))  # the first k of the order
     assert rep["fraction_high"] == pytest.approx(k / 7)
@@ -157,12 +156,12 @@ def test_raw_output_error_orders_16_mixed_8(work: dict[str, Path]) -> None:
         k: nmse(raw_outputs(onnx.load(str(work[k])), images, threads=1), ref)
         for k in ("int16", "mixed", "int8")
     }
-    assert err["int16"] < err["mixed"] and err["int16"] < err["int8"], err
+    assert err["int16"] < err["mixed"] < 0.8 * err["int8"], err  # measured 1.5e-5 vs 5.5e-5
     assert err["int16"] < err["int8"] / 20  # 16 bits is near-lossless by comparison
     assert err["int8"] < 1e-2  # and 8 bits is still a faithful model
-    # In the task unit (fidelity to float on the probe images) mixed never measures worse than all 8-bit.
+    # In the task unit (fidelity to float on the probe images) mixed measures better than all 8-bit.
     rep = _report(work["mixed"])
-    assert rep["fidelity"]["drop"] <= rep["fidelity_int8"]["drop"]
+    assert rep["fidelity"]["drop"] < rep["fidelity_int8"]["drop"]
     assert _report(work["int16"])["fidelity"]["drop"] < rep["fidelity_int8"]["drop"]
 
 
@@ -194,7 +193,8 @@ def test_high_precision_float_excludes_the_sensitive_layers(work: dict[str, Path
     m = onnx.load(str(out))
     bits = _weight_bits(m)
     high = rep.high_precision_layers()
-    assert len(high) <= 2 and not set(high) & set(bits)  # float weights: no DQ feeds them
+    assert len(high) == 2 and not set(high) & set(bits)  # float weights: no DQ feeds them
+    assert sorted(high) == sorted(_report(work["mixed"])["high_precision_layers"])  # the same two layers
     assert set(bits.values()) == {TensorProto.INT8} and len(bits) == 7 - len(high)
     assert all(inits.data_type != TensorProto.INT16 for inits in m.graph.initializer)
     conv_w = {n.name: n.input[1] for n in m.graph.node if n.op_type == "Conv"}
@@ -224,7 +224,8 @@ def test_max_drop_promotes_until_the_measured_fidelity_drop_fits(work: dict[str,
     )
     # nothing reaches a 1e-9 drop: the best plan tried is kept, and the report says so
     assert any("no plan met --max-drop 1e-09" in n for n in tight.notes)
-    assert tight.fidelity is not None and tight.fidelity.drop <= d8
+    assert len(tight.high_precision_layers()) == 7  # every layer promoted
+    assert tight.fidelity is not None and tight.fidelity.drop < d8
 
 
 def test_budget_default_is_read_from_defaults_and_the_file_is_finalized(

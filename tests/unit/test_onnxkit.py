@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edgepose.errors import ExportError, ModelFileError
+from edgepose.errors import ExportError, ModelFileError, OutputError
 from edgepose.export.importer.layout import reject_static
 from edgepose.onnxkit import model as onnxkit_model
-from edgepose.onnxkit.graph import dedupe_opsets, default_opset, tail_nodes
+from edgepose.onnxkit.graph import dedupe_opsets, default_opset, tail_nodes, with_outputs
 from edgepose.onnxkit.model import finalize, pin_ir_version, set_metadata, spec_of
 from edgepose.runtime.preprocess import preprocess, preprocess_batch
 from edgepose.runtime.session import cpu_session, session_options
@@ -72,6 +72,33 @@ def test_opsets_dedupe_and_default() -> None:
     assert [n.name for n in tail_nodes(_identity())] == [TAIL_PREFIX + "id"]
 
 
+def test_with_outputs_appends_in_order_once_on_a_copy() -> None:
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Neg", ["a"], ["b"]),
+            helper.make_node("Identity", ["b"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    before = m.SerializeToString()
+    out = with_outputs(m, ["b", "y", "a", "b"])
+    assert m.SerializeToString() == before
+    assert [o.name for o in out.graph.output] == ["y", "b", "a"]
+    assert out.graph.output[0] == m.graph.output[0]
+    assert out.graph.output[1] == helper.make_tensor_value_info("b", TensorProto.FLOAT, None)
+    ints = with_outputs(m, ["a"], TensorProto.INT64).graph.output[1]
+    assert ints.type.tensor_type.elem_type == TensorProto.INT64
+    assert not ints.type.tensor_type.HasField("shape")
+    assert with_outputs(m, ["a"], None).graph.output[1] == helper.make_empty_tensor_value_info("a")
+    got = cpu_session(out.SerializeToString()).run(["a", "b"], {"x": np.array([[-1, 0, 2]], np.float32)})
+    np.testing.assert_array_equal(got[0], [[0, 0, 2]])
+    np.testing.assert_array_equal(got[1], [[0, 0, -2]])
+
+
 def test_finalize_pins_stamps_checks_verifies_and_writes(tmp_path: Path) -> None:
     out, seen = tmp_path / "m.onnx", []
 
@@ -103,7 +130,7 @@ def test_finalize_writes_nothing_when_a_step_fails(tmp_path: Path) -> None:
     def disk_full() -> None:
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(Exception, match="no space left"):
+    with pytest.raises(OutputError, match="no space left"):
         finalize(_identity(), PoseSpec(), tmp_path / "b.onnx", beside=disk_full)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

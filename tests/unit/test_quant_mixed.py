@@ -24,11 +24,18 @@ from edgepose.quant.plan import PrecisionPlan
 from edgepose.quant.quantize import quantize_model
 from edgepose.quant.taskplan import layer_macs, order_layers, predict, search, unfused_by
 from edgepose.quant.taskprobe import TaskProbe, pick_probe_images
-from edgepose.spec import Precision
+from edgepose.spec import TAIL_PREFIX, Precision
 from tests.helpers.quant_graphs import CH, build_pose_model, make_images
 
 ALL8 = PrecisionPlan(LayerPrecision.INT8)
 MINMAX = CalibMethod.MINMAX
+
+
+def _all8(model: onnx.ModelProto, calib: CalibrationSet) -> onnx.ModelProto:
+    """onnxruntime's all 8-bit model of `model` (min-max ranges)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = calibrate(body_model(model), calib, MINMAX, Path(tmp))
+        return quantize_with(model, ALL8, cache, MINMAX, Path(tmp), "q8")
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +44,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     path, calib_dir = build_pose_model(d / "pose.onnx"), make_images(d / "calib")
     model, spec = load_float_model(path)
     calib = CalibrationSet(calib_dir, spec)
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = calibrate(body_model(model), calib, CalibMethod.MINMAX, Path(tmp))
-        q8 = quantize_with(
-            model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "q8"
-        )
+    q8 = _all8(model, calib)
     return {
         "dir": d,
         "path": path,
@@ -87,6 +90,38 @@ def test_probe_is_exact_with_nothing_at_8_bits_and_matches_the_real_int8_model(t
     ranks = probe.rank()
     assert len(ranks) == 4 and all(r > 0 for r in ranks)
     assert max(ranks) <= real * 1.5  # one layer alone does no more than all of them (within rounding)
+
+
+def _probe(tiny: dict, model: onnx.ModelProto, q8: onnx.ModelProto) -> TaskProbe:
+    """The probe as test_probe_is_exact_... builds it, for `model` and its all 8-bit model `q8`."""
+    idx, ref = pick_probe_images(model, tiny["spec"], tiny["images"], 3, threads=1)
+    return TaskProbe(
+        model,
+        q8,
+        find_layers(model),
+        tiny["spec"],
+        [tiny["images"][i] for i in idx],
+        float_tail={n.name for n in float_nodes(model)},
+        reference=ref,
+        threads=1,
+    )
+
+
+def test_ranking_does_not_depend_on_layer_names(tiny: dict) -> None:
+    """README: "Layer names are never read" - renaming every node outside the tail (new names sort in
+    the reverse of graph order) changes no layer's sensitivity."""
+    renamed = onnx.ModelProto()
+    renamed.CopyFrom(tiny["model"])
+    body = [n for n in renamed.graph.node if not n.name.startswith(TAIL_PREFIX)]
+    old = [n.name for n in body]
+    for i, n in enumerate(body):
+        n.name = f"zz_{len(body) - i:03d}"
+    assert {"c1", "c2", "c3", "head"} <= set(old) and not {n.name for n in body} & set(old)
+    assert [la.name for la in find_layers(renamed)] != [la.name for la in tiny["layers"]]
+    q8 = _all8(renamed, CalibrationSet(tiny["calib"], tiny["spec"]))
+    ranks, renamed_ranks = _probe(tiny, tiny["model"], tiny["q8"]).rank(), _probe(tiny, renamed, q8).rank()
+    assert len(ranks) == 4 and all(r > 0 for r in ranks)
+    np.testing.assert_allclose(renamed_ranks, ranks, rtol=1e-6)
 
 
 def _fid(drop: float) -> Fidelity:
@@ -159,8 +194,8 @@ def test_float_islands_stay_float_in_onnxruntime(tiny: dict, tmp_path: Path) -> 
     calib = CalibrationSet(tiny["calib"], tiny["spec"])
     plan = PrecisionPlan(LayerPrecision.INT8, {"c2": LayerPrecision.FLOAT, "head": LayerPrecision.FLOAT})
     with tempfile.TemporaryDirectory() as tmp:
-        cache = calibrate(body_model(model), calib, CalibMethod.MINMAX, Path(tmp))
-        q = quantize_with(model, plan, cache, CalibMethod.MINMAX, Path(tmp), "isl")
+        cache = calibrate(body_model(model), calib, MINMAX, Path(tmp))
+        q = quantize_with(model, plan, cache, MINMAX, Path(tmp), "isl")
     onnx.save(q, str(tmp_path / "isl.onnx"))
     counts = optimized_kernels(tmp_path / "isl.onnx", 1)
     assert counts.float_layers == 2  # c2 and head run float kernels on float weights

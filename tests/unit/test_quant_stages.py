@@ -21,9 +21,6 @@ from edgepose.quant.plan import PrecisionPlan
 from edgepose.spec import INPUT_NAME
 from tests.helpers.quant_graphs import build_pose_model, make_images
 
-ALL8 = PrecisionPlan(LayerPrecision.INT8)
-MINMAX = CalibMethod.MINMAX
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
