@@ -1,7 +1,7 @@
 """Real-model benchmark: a YOLO-pose ONNX + a labelled COCO-keypoints photo folder -> one bench table.
 
     .venv/bin/python scripts/bench_real.py [--model M.onnx] [--data DIR] [--num-calib 64]
-        [--out bench_real_out] [--threads 2] [--runs 30] [--folds 1|2]
+        [--out bench_real_out] [--threads 2] [--runs 30] [--folds 1|2] [--resamples 1000] [--seed 0]
 
 Defaults: `../shared/real/` beside the checkout when it is there (Ultralytics YOLO11n-pose, 130 COCO
 photos); otherwise --model and --data are required. Steps:
@@ -14,11 +14,14 @@ photos); otherwise --model and --data are required. Steps:
    its default (kept where it measures better); the second mixed run reuses the first one's probe;
 4. `edgepose bench` of all five files in ONE run (latency interleaved), fidelity to float included;
 5. OUT/real.md: the split (which photos calibrated, which evaluated), the table, each quantization's
-   time and notes; OUT/fold*/bench.{json,md,png}.
+   time and notes, and each ΔAP's 95% paired-bootstrap interval over the evaluated photos
+   (edgepose.bench.intervals); with --folds 2 also AP and ΔAP pooled over both folds (every photo once,
+   scored by the variant calibrated on the other fold's photos) with its interval; OUT/fold*/bench.*.
 
 Derived models are written under OUT/ only: a third-party model's licence may forbid committing them.
-Accuracy noise: on ~100 people AP moves by about a point between equivalent runs; the fidelity columns
-(no labels needed) are the steadier figure.
+Accuracy noise: on ~100 people AP moves by about a point between equivalent runs, hence the intervals
+(they cover which photos were evaluated, not which ones calibrated); the fidelity columns (no labels
+needed) are the steadier figure.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_real_report import report, statistics  # scripts/ is sys.path[0] when this file runs
+
 from edgepose import fsio
+from edgepose.bench.intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from edgepose.defaults import BENCH_THREADS
 from edgepose.quant.options import HighPrecision
 from edgepose.spec import ANNOTATIONS_FILE, Precision
@@ -169,63 +175,6 @@ def run_fold(model: Path, data: Path, out: Path, args: argparse.Namespace, rever
     return {"split": split, "seconds": seconds, "reports": reports, "bench": res}
 
 
-def _table(res: object) -> list[str]:
-    from edgepose.bench.result import COLUMNS
-
-    keep = ["Model", "Variant", "AP", "AP50", "ΔAP", "OKS→float", "Kept %", "Score Δ", "p50 ms", "16-bit %",
-            "Kernels"]  # fmt: skip
-    idx = [COLUMNS.index(k) for k in keep]
-    lines = [
-        "| " + " | ".join(keep) + " |",
-        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(keep))) + "|",
-    ]
-    rows = res.rows  # type: ignore[attr-defined]
-    base = next((r.p50_ms for r in rows if r.variant.value == "int8"), None)
-    for r in rows:
-        cells = r.cells()
-        lines.append("| " + " | ".join(cells[i] for i in idx) + " |")
-    if base:
-        lines.append("")
-        lines.append(
-            "p50 relative to int8 (same interleaved run): "
-            + ", ".join(
-                f"{Path(r.label).name.split('.', 1)[1].removesuffix('.onnx')} {r.p50_ms / base:.2f}x"
-                for r in rows
-            )
-        )
-    return lines
-
-
-def report(folds: list[dict], model: Path, data: Path) -> str:
-    out = [f"# Real-model benchmark: {model.name} on {data.name}", ""]
-    for k, f in enumerate(folds):
-        s: Split = f["split"]
-        out += [
-            f"## Fold {k + 1}: calibrate on {len(s.calib)} photos ({s.calib[0]} … {s.calib[-1]} by file "
-            f"name), evaluate on the other {len(s.evaluate)} ({s.people} labelled people)",
-            "",
-            *_table(f["bench"]),
-            "",
-            "quantize time (s): " + ", ".join(f"{k2} {v:.0f}" for k2, v in f["seconds"].items()),
-        ]
-        for name, rep in f["reports"].items():
-            for line in rep.summary():
-                out.append(f"- {name}: {line}")
-        out.append("")
-    if len(folds) > 1:
-        out.append("## Mean over folds (ΔAP and fidelity)")
-        out.append("")
-        rows = [f["bench"].rows for f in folds]
-        for i, r in enumerate(rows[0]):
-            d = [rr[i].delta_ap for rr in rows if rr[i].delta_ap is not None]
-            o = [rr[i].fidelity_oks for rr in rows if rr[i].fidelity_oks is not None]
-            out.append(
-                f"- {r.cells()[1]}: ΔAP {100 * sum(d) / len(d):+.1f}"
-                + (f", OKS→float {sum(o) / len(o):.3f}" if o else "")
-            )
-    return "\n".join(out) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
@@ -235,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=BENCH_THREADS)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--folds", type=int, choices=(1, 2), default=1)
+    ap.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")
+    ap.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help="bootstrap seed")
     args = ap.parse_args(argv)
     try:
         if args.model is None or args.data is None:
@@ -249,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchRealError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    text = report(folds, args.model, args.data)
+    t = time.perf_counter()
+    stats = statistics(folds, args.resamples, args.seed)
+    print(f"bootstrap intervals in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    text = report(folds, args.model, args.data, stats)
     fsio.write_text(args.out / "real.md", text)  # atomic: a stopped run leaves no half table
     print(text)
     return 0

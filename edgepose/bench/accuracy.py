@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.bench.cocostream import StreamingKeypointEval
+from edgepose.bench.intervals import ImageEvals
 from edgepose.bench.progress import StageProgress
 from edgepose.cocofmt import detections_to_coco
 from edgepose.data.coco import read_coco
@@ -101,6 +102,7 @@ class Accuracy:
     metrics: KeypointMetrics | None  # None: an unlabelled val set (no AP)
     num_images: int
     num_detections: int  # kept for scoring (at most COCO_KPT_MAX_DETS per image)
+    image_evals: ImageEvals | None = None  # per-image scoring at area 'all' (intervals); None: unlabelled
 
 
 def evaluate(
@@ -132,4 +134,6 @@ def evaluate(
         kept += len(top)
         if progress:
             progress(i + 1, len(val))
-    return Accuracy(scorer.metrics() if scorer is not None else None, len(val), kept)
+    if scorer is None:
+        return Accuracy(None, len(val), kept)
+    return Accuracy(scorer.metrics(), len(val), kept, scorer.image_evals())

@@ -15,6 +15,7 @@ import io
 
 import numpy as np
 
+from edgepose.bench.intervals import ImageEvals
 from edgepose.data.coco import dataset_to_coco_dict
 from edgepose.data.coco_eval import KeypointMetrics
 from edgepose.data.types import ImageRecord, PoseDataset
@@ -80,6 +81,14 @@ class StreamingKeypointEval:
                     }
                 self._per_area[a][image_id] = e
         self._records, self._dets = [], []
+
+    def image_evals(self) -> ImageEvals | None:
+        """The per-image results of everything added, at area range 'all' (pooling, bootstrap intervals:
+        edgepose.bench.intervals); None when nothing was added."""
+        self._flush()
+        if self._per_area is None:
+            return None
+        return ImageEvals.from_cocoeval(self._params, self._per_area)
 
     def metrics(self) -> KeypointMetrics:
         """COCO keypoint metrics of everything added (all zeros when nothing was detected at all)."""

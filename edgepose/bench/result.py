@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgepose.bench.intervals import ImageEvals
 from edgepose.bench.kernels import KernelCounts
 from edgepose.data.coco_eval import points
 from edgepose.spec import Precision
@@ -58,6 +59,8 @@ class BenchRow:
     fidelity_recovered: float | None = None  # share of those found again (quant.fidelity: recovered)
     fidelity_score_mae: float | None = None  # mean |score - float score| over the matched people
     fidelity_refs: int | None = None  # how many float detections were compared
+    # COCOeval's per-image results behind `ap` (not in bench.json): AP of other image sets, intervals
+    image_evals: ImageEvals | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {k: getattr(self, k) for k in ROW_KEYS if hasattr(self, k)}

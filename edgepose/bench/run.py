@@ -133,7 +133,7 @@ def _row(
         postprocess_ms=lat.postprocess_ms, runs=lat.runs, warmup=lat.warmup,
         size_bytes=cand.path.stat().st_size, layers_16bit_pct=layers_16bit_pct(spec, props, cand.path),
         kernels=kernels, variant_label=variant_label(spec.precision, props),
-        lineage=lineage(cand, spec, props)[0], **fidelity_cells(fid),
+        lineage=lineage(cand, spec, props)[0], image_evals=acc.image_evals, **fidelity_cells(fid),
     )  # fmt: skip
 
 

@@ -1,7 +1,9 @@
 """scripts/bench_real.py end to end on a toy Ultralytics-layout model and a seeded synthetic COCO folder.
 
 The real model and photos (../shared/real) never reach the tests; this runs the same command path -
-split, import, the four quantizations, one interleaved bench, the report - on stand-ins.
+split, import, the four quantizations, one interleaved bench per fold (--folds 2), the pooled AP and the
+bootstrap intervals, the report - on stand-ins. 16 of 34 photos calibrate, so the two evaluation halves
+share 2 photos (as the real 64 of 130 do) and together cover every photo.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers.scripts import load_script
@@ -17,7 +20,8 @@ from tests.helpers.ultralytics_toy import export_toy
 
 bench_real = load_script("bench_real")
 
-NUM_CALIB, NUM_EVAL = 16, 10
+NUM_CALIB, NUM_EVAL = 16, 18
+NUM_PHOTOS = NUM_CALIB + NUM_EVAL
 VARIANTS = ("float", "int16", "int8", "mixed-npu16", "mixed-cpu")
 
 
@@ -25,18 +29,27 @@ VARIANTS = ("float", "int16", "int8", "mixed-npu16", "mixed-cpu")
 def run(tmp_path_factory: pytest.TempPathFactory, synth_dataset_factory: Callable[..., Path]) -> dict:
     d = tmp_path_factory.mktemp("bench_real")
     model = export_toy(d / "toy-pose.onnx", score_bias=-3.0)  # a few people per image, like a photo
-    data = synth_dataset_factory(num_images=NUM_CALIB + NUM_EVAL, size=128, seed=131)
+    data = synth_dataset_factory(num_images=NUM_PHOTOS, size=128, seed=131)
     before = {p.name: p.stat().st_mtime_ns for p in (data / "images").iterdir()}
     out = d / "out"
     argv = ["--model", str(model), "--data", str(data), "--num-calib", str(NUM_CALIB), "--out", str(out),
-            "--threads", "1", "--runs", "2"]  # fmt: skip
-    rc = bench_real.main(argv)
-    return {"rc": rc, "out": out, "data": data, "model": model, "before": before}
+            "--threads", "1", "--runs", "2", "--folds", "2", "--resamples", "50"]  # fmt: skip
+    seen: dict = {}
+
+    def statistics(folds: list[dict], resamples: int, seed: int) -> dict:  # keeps what main computed
+        seen["folds"], seen["stats"] = folds, real_statistics(folds, resamples, seed)
+        return seen["stats"]
+
+    real_statistics = bench_real.statistics
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench_real, "statistics", statistics)
+        rc = bench_real.main(argv)
+    return {"rc": rc, "out": out, "data": data, "model": model, "before": before, **seen}
 
 
 def test_writes_the_table_with_every_variant_against_its_float(run: dict) -> None:
     assert run["rc"] == 0
-    text = (run["out"] / "real.md").read_text(encoding="utf-8")
+    text = (run["out"] / "real.md").read_text(encoding="utf-8").split("## Fold 2")[0]
     names = sorted(p.name for p in (run["data"] / "images").iterdir())
     assert (
         f"calibrate on {NUM_CALIB} photos ({names[0]} … {names[NUM_CALIB - 1]} by file name), "
@@ -66,3 +79,58 @@ def test_split_folders_are_disjoint_and_inputs_untouched(run: dict) -> None:
     # derived models stay under OUT; the source model and the photos are not touched
     assert sorted(p.name for p in fold.glob("*.onnx")) == sorted(f"toy-pose.{v}.onnx" for v in VARIANTS)
     assert {p.name: p.stat().st_mtime_ns for p in (run["data"] / "images").iterdir()} == run["before"]
+
+
+def test_each_fold_interval_is_read_from_the_same_scoring_as_its_bench_table(run: dict) -> None:
+    for fold, deltas in zip(run["folds"], run["stats"]["folds"], strict=True):
+        rows = {r.variant_label: r for r in fold["bench"].rows}
+        for r in rows.values():
+            assert r.image_evals.ap() == r.ap  # bench's AP, to the bit
+        assert list(deltas) == list(VARIANTS[1:])
+        for v, d in deltas.items():
+            assert d.delta == rows[v].ap - rows["float"].ap
+            assert d.low <= d.high and d.images == NUM_EVAL and d.resamples == 50
+    text = (run["out"] / "real.md").read_text(encoding="utf-8")
+    assert text.count(f"ΔAP 95% interval (paired bootstrap over these {NUM_EVAL} photos, 50 resamples)") == 2
+
+
+def test_pooled_ap_scores_every_photo_once(run: dict) -> None:
+    from edgepose.bench.accuracy import evaluate, load_val
+    from edgepose.defaults import EVAL
+    from edgepose.runtime.estimator import PoseEstimator
+
+    pooled = run["stats"]["pooled"]
+    assert list(pooled) == list(VARIANTS)
+    folds = [{r.variant_label: r.image_evals for r in f["bench"].rows} for f in run["folds"]]
+    first = set(folds[0]["float"].image_ids)
+    for v, e in pooled.items():  # every photo once: fold 1's evaluation photos from fold 1, the rest fold 2
+        assert len(e.per_image) == NUM_PHOTOS
+        assert all(e.per_image[i] is folds[0 if i in first else 1][v].per_image[i] for i in e.per_image)
+    # float is the same model in both folds: pooled, it is float scored on all the photos in one run (the
+    # toy's AP is 0, so its per-photo detections and matches are compared, not just the AP)
+    est = PoseEstimator(run["out"] / "fold1" / "toy-pose.float.onnx", threads=1)
+    whole = evaluate(est, load_val(run["data"]), conf=EVAL.conf, iou=EVAL.iou, max_det=EVAL.max_det)
+    assert pooled["float"].ap() == whole.metrics.ap
+    assert pooled["float"].people == whole.image_evals.people > NUM_EVAL
+    for i, e in whole.image_evals.per_image.items():
+        p = pooled["float"].per_image[i]
+        assert (e is None) == (p is None)
+        if e is not None:
+            np.testing.assert_array_equal(p["dtScores"], e["dtScores"])
+            np.testing.assert_array_equal(p["dtMatches"], e["dtMatches"])
+            np.testing.assert_array_equal(p["gtIgnore"], e["gtIgnore"])
+    text = (run["out"] / "real.md").read_text(encoding="utf-8")
+    assert (
+        "## Pooled over both folds (each photo evaluated by the variant calibrated on the other half)" in text
+    )
+    assert f"{NUM_PHOTOS} photos, {pooled['float'].people} labelled people" in text
+    table = text.split("| Variant | AP | ΔAP | 95% interval of ΔAP | OKS→float (mean of folds) |")[1]
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert [r[0] for r in rows] == list(VARIANTS)
+    assert rows[0] == ["float", f"{100 * pooled['float'].ap():.1f}", "0.0", "–", "–"]
+    for r, d in zip(rows[1:], run["stats"]["pooled_deltas"].values(), strict=True):
+        assert d.low <= d.delta <= d.high or d.low == d.high  # a tiny toy set: the point may sit at an end
+        lo, hi = (float(x) for x in r[3].strip("[]").split(", "))
+        assert (lo, hi) == (round(100 * d.low, 1), round(100 * d.high, 1))
+        assert 0.5 < float(r[4]) <= 1.0
+    assert "Interval: paired bootstrap over photos - 50 resamples of the 34 photos" in text

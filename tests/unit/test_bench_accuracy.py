@@ -55,6 +55,8 @@ def test_exact_ap_delta_and_reports(val: Path, models: tuple[Path, Path], tmp_pa
     assert 0.0 < b.ap < 1.0
     assert b.delta_ap == b.ap - a.ap
     assert a.num_detections == 4
+    for r in res.rows:  # the per-image scoring kept for intervals re-accumulates to the table's AP
+        assert r.image_evals is not None and r.image_evals.ap() == r.ap and r.image_evals.people == 4
     for r in res.rows:
         assert 0 < r.p50_ms <= r.p90_ms
         assert r.fps == pytest.approx(1000.0 / r.p50_ms, abs=1e-6)
