@@ -18,6 +18,7 @@ from onnxruntime.quantization import create_calibrator, quantize_static
 from onnxruntime.quantization.calibrate import save_tensors_data
 
 from edgepose.onnxkit.graph import with_outputs
+from edgepose.quant import ranges
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.graph import find_layers, float_nodes, raw_head_outputs, upgrade_opset
 from edgepose.quant.islands import island_nodes, keep_float
@@ -77,7 +78,12 @@ def quantize_with(
     prepared = upgrade_opset(model, OPSET_16BIT) if plan.uses_16bit else model
     layers = find_layers(prepared)
     fixed = float_nodes(prepared)  # quantize_static works on a copy: `prepared` stays as it is
-    args = quantize_static_args(plan, layers, prepared.graph, [n.name for n in fixed if n.name])
+    calibrated = ranges.load_ranges(cache) if plan.uses_16bit else None
+    if calibrated is not None and plan.default is LayerPrecision.INT16:  # every tensor 16-bit: headroom
+        wide = tmp / f"{tag}-ranges-16bit.json"
+        ranges.save_ranges(ranges.widened(calibrated), wide, like=cache)
+        cache = wide
+    args = quantize_static_args(plan, layers, prepared.graph, [n.name for n in fixed if n.name], calibrated)
     out = tmp / f"{tag}.onnx"
     with quiet():
         quantize_static(

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import onnx
 from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
@@ -39,6 +40,7 @@ from edgepose.onnxkit.graph import consumers
 from edgepose.quant.graph import Layer, chain_tensors
 from edgepose.quant.islands import island_nodes
 from edgepose.quant.options import CalibMethod, LayerPrecision
+from edgepose.quant.ranges import with_headroom
 from edgepose.spec import Precision
 
 OPSET_16BIT = 21  # first ONNX opset whose QuantizeLinear/DequantizeLinear take (u)int16
@@ -103,11 +105,18 @@ def calibrator_options(method: CalibMethod) -> dict[str, Any]:
 
 
 def quantize_static_args(
-    plan: PrecisionPlan, layers: list[Layer], graph: onnx.GraphProto, tail: list[str]
+    plan: PrecisionPlan,
+    layers: list[Layer],
+    graph: onnx.GraphProto,
+    tail: list[str],
+    ranges: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for onnxruntime.quantization.quantize_static (all but model/output/reader).
 
     `graph` is the graph being quantized; `tail` lists its tail's node names (always excluded).
+    `ranges` (the calibrated ones): a mixed plan's 16-bit tensors get them with headroom
+    (edgepose.quant.ranges.HEADROOM_16BIT) as rmin/rmax; the 8-bit copy a tensor is converted to for
+    its 8-bit readers keeps the calibrated range.
     """
     by_name = {la.name: la for la in layers}
     floats = [by_name[n] for n in by_name if plan.of(n) is LayerPrecision.FLOAT]
@@ -126,6 +135,8 @@ def quantize_static_args(
                 if n.name in by_name and plan.of(n.name) is LayerPrecision.INT8
             )
             entry: dict[str, Any] = {"quant_type": QuantType.QUInt16}
+            if ranges is not None and t in ranges:
+                entry["rmin"], entry["rmax"] = (np.float32(v) for v in with_headroom(*ranges[t]))
             if eight_bit:
                 entry["convert"] = {"quant_type": QuantType.QUInt8, "recv_nodes": set(eight_bit)}
             overrides[t] = [entry]

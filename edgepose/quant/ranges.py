@@ -34,6 +34,14 @@ from edgepose.onnxkit.graph import consumers
 # Measured on YOLO11n-pose (64 photos, fidelity on 66 others): -8 -> mean OKS 0.956, -5 -> 0.963.
 SATURATION = 5.0
 
+# 16-bit tensors get headroom: at 16 bits one step is 1/65535 of the range, so doubling the range costs
+# one bit nobody can see, while a value beyond a min/max range is clipped however many bits there are -
+# and photos the calibration did not see go beyond it. YOLO11n-pose, 64 photos calibrating and the other
+# 66 evaluated: 237 of 329 activation tensors exceed their calibrated range on some evaluation photo, the
+# worst by 64% of its width; int16 with min/max ranges lost 0.43 AP (95% interval -0.92 to -0.06, both
+# folds pooled, 130 photos), with 2x headroom 0.00 (-0.04 to +0.02), with 4x -0.11.
+HEADROOM_16BIT = 2.0
+
 Ranges = dict[str, tuple[float, float]]
 
 
@@ -58,6 +66,16 @@ def save_ranges(
     }
     method = load_tensors_data(like).calibration_method if like is not None else CalibrationMethod.MinMax
     save_tensors_data(TensorsData(method, data), cache)
+
+
+def with_headroom(low: float, high: float, factor: float = HEADROOM_16BIT) -> tuple[float, float]:
+    """(low, high) stretched away from zero by `factor` on each nonzero side (a Sigmoid's 0 stays)."""
+    return (low * factor if low < 0 else low, high * factor if high > 0 else high)
+
+
+def widened(ranges: Ranges, factor: float = HEADROOM_16BIT) -> Ranges:
+    """Every range with_headroom: the cache an all-16-bit model is quantized with."""
+    return {name: with_headroom(lo, hi, factor) for name, (lo, hi) in ranges.items()}
 
 
 def _saturating_side(tensor: str, readers: list[onnx.NodeProto]) -> tuple[bool, bool]:

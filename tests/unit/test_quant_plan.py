@@ -121,3 +121,23 @@ def test_rejects_what_is_not_a_float_end_to_end_export(e2e_model: Path, tmp_path
     with pytest.raises(ModelFileError, match="not a readable ONNX"):
         load_float_model(tmp_path / "junk.onnx")
     assert PoseSpec().precision is Precision.FLOAT
+
+
+def test_16_bit_tensors_get_headroom_their_8_bit_copies_keep_the_calibrated_range(e2e_model: Path) -> None:
+    m, _ = load_float_model(e2e_model)
+    layers = find_layers(m)
+    x2 = next(n for n in m.graph.node if n.name == "/c3a/Conv").input[0]  # also read by c3b and h4 at 8 bits
+    calibrated = {x2: (-1.5, 3.0), "unrelated": (-1.0, 1.0)}
+    plan = PrecisionPlan(LayerPrecision.INT8, {"/c3a/Conv": LayerPrecision.INT16})
+    args = quantize_static_args(plan, layers, m.graph, [n.name for n in tail_nodes(m)], calibrated)
+    entry = args["extra_options"]["TensorQuantOverrides"][x2][0]
+    assert (float(entry["rmin"]), float(entry["rmax"])) == (-3.0, 6.0)  # HEADROOM_16BIT = 2 on each side
+    assert "rmin" not in entry["convert"] and "rmax" not in entry["convert"]  # 8-bit readers: as calibrated
+    assert "unrelated" not in args["extra_options"]["TensorQuantOverrides"]
+    # without ranges (or for an all-8-bit plan) nothing is overridden
+    no_ranges, _ = _args(e2e_model, plan)
+    assert "rmin" not in no_ranges["extra_options"]["TensorQuantOverrides"][x2][0]
+    all8 = quantize_static_args(
+        PrecisionPlan(LayerPrecision.INT8), layers, m.graph, [n.name for n in tail_nodes(m)], calibrated
+    )
+    assert all8["extra_options"]["TensorQuantOverrides"] == {}

@@ -84,6 +84,49 @@ def test_tight_ranges_keep_the_calibration_method(
     assert [(s["stage"], s["kept"]) for s in rep.optimizations] == [("ranges", True)]
 
 
+def test_with_headroom_stretches_each_nonzero_side_away_from_zero() -> None:
+    assert ranges.HEADROOM_16BIT == 2.0
+    assert ranges.with_headroom(-1.5, 3.0) == (-3.0, 6.0)
+    assert ranges.with_headroom(0.0, 1.0) == (0.0, 2.0)  # a Sigmoid's 0 stays
+    assert ranges.with_headroom(0.25, 4.0) == (0.25, 8.0)  # an all-positive range keeps its low end
+    assert ranges.with_headroom(-4.0, -1.0) == (-8.0, -1.0)
+    assert ranges.widened({"a": (-1.0, 2.0), "b": (0.0, 0.5)}, 3.0) == {"a": (-3.0, 6.0), "b": (0.0, 1.5)}
+
+
+def test_int16_keeps_values_beyond_the_calibrated_range(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    """A value past the calibration's min/max is clipped at any bit width: 16-bit ranges get headroom, so
+    frames 1.3x brighter than every calibration image still give what float gives."""
+    from edgepose.quant.fidelity import nmse
+    from edgepose.quant.ortsteps import raw_outputs
+
+    model, spec = load_float_model(tiny[0])
+    calib = CalibrationSet(tiny[1], spec)
+    body = body_model(model)
+    cache = calibrate(body, calib, CalibMethod.MINMAX, tmp_path)
+    int16 = PrecisionPlan(LayerPrecision.INT16)
+    q = quantize_with(model, int16, cache, CalibMethod.MINMAX, tmp_path, "q16")
+    cal = ranges.load_ranges(cache)
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    checked = 0
+    for n in q.graph.node:  # every activation's 16-bit scale spans its calibrated range doubled
+        if n.op_type == "QuantizeLinear" and n.input[0] in cal and n.input[1] in inits:
+            lo, hi = ranges.with_headroom(*cal[n.input[0]])
+            np.testing.assert_allclose(float(inits[n.input[1]]), (max(hi, 0) - min(lo, 0)) / 65535, rtol=1e-4)
+            checked += 1
+    assert checked == 6  # the input and the five activation tensors of the tiny model
+    # the same model quantized at exactly the calibrated ranges (the cache halved, then doubled)
+    half = tmp_path / "half.json"
+    ranges.save_ranges(ranges.widened(cal, 0.5), half, like=cache)
+    q_calibrated = quantize_with(model, int16, half, CalibMethod.MINMAX, tmp_path, "q16c")
+    names = [o.name for o in body.graph.output]
+    bright = [x * np.float32(1.3) for x in calib.subset(4)]
+    ref = raw_outputs(body, bright, 1)
+    assert nmse(raw_outputs(q, bright, 1, names), ref) < 1e-6
+    assert nmse(raw_outputs(q_calibrated, bright, 1, names), ref) > 1e-3  # clipped
+    usual = calib.subset(4)  # and on frames like the calibration's, headroom costs nothing visible
+    assert nmse(raw_outputs(q, usual, 1, names), raw_outputs(body, usual, 1)) < 1e-6
+
+
 # --- equalization ------------------------------------------------------------
 def test_equalization_keeps_the_function_and_balances_ranges(tiny: tuple[Path, Path]) -> None:
     model, _ = load_float_model(tiny[0])
