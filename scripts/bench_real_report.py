@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgepose.bench.intervals import DeltaAP
-from edgepose.data.coco_eval import points
+from edgepose.data.coco_eval import points, signed_points
 from edgepose.spec import Precision
 
 
@@ -43,13 +43,8 @@ def _table(res: object) -> list[str]:
 FLOAT = Precision.FLOAT.value  # the Variant label of the float rows
 
 
-def _pts(x: float) -> str:
-    """A fraction as signed COCO points, like the bench table's ΔAP (exactly 0 reads 0.0)."""
-    return f"{100 * x:+.1f}".replace("+0.0", "0.0")
-
-
 def _interval(d: DeltaAP) -> str:
-    return f"[{_pts(d.low)}, {_pts(d.high)}]"
+    return f"[{signed_points(d.low)}, {signed_points(d.high)}]"
 
 
 def _evals(fold: dict) -> dict:
@@ -101,7 +96,7 @@ def _pooled_table(folds: list[dict], stats: dict) -> list[str]:
         name = r.variant_label or r.variant.value
         o = [rr[i].fidelity_oks for rr in rows if rr[i].fidelity_oks is not None]
         d = deltas.get(name)
-        cells = (name, points(pooled[name].ap()), _pts(d.delta) if d else "0.0",
+        cells = (name, points(pooled[name].ap()), signed_points(d.delta) if d else "0.0",
                  _interval(d) if d else "–", f"{sum(o) / len(o):.3f}" if o else "–")  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -155,5 +150,5 @@ def _fold_intervals(deltas: dict[str, DeltaAP]) -> str:
     return (
         f"ΔAP {100 * d0.level:g}% interval (paired bootstrap over these {d0.images} photos, "
         f"{d0.resamples} resamples): "
-        + ", ".join(f"{n} {_pts(d.delta)} {_interval(d)}" for n, d in deltas.items())
+        + ", ".join(f"{n} {signed_points(d.delta)} {_interval(d)}" for n, d in deltas.items())
     )

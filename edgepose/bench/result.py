@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from edgepose.bench.intervals import ImageEvals
 from edgepose.bench.kernels import KernelCounts
-from edgepose.data.coco_eval import points
+from edgepose.data.coco_eval import points, signed_points
 from edgepose.spec import Precision
 
 # (header, row -> cell) for the terminal table and bench.md; AP figures shown x100 (COCO points).
@@ -76,7 +76,7 @@ class BenchRow:
 
     def cells(self) -> tuple[str, ...]:
         """The COLUMNS of this row as display strings."""
-        delta = "n/a" if self.delta_ap is None else f"{100 * self.delta_ap:+.1f}".replace("+0.0", "0.0")
+        delta = "n/a" if self.delta_ap is None else signed_points(self.delta_ap)
         aps = (("n/a" if v is None else points(v)) for v in (self.ap, self.ap50, self.ap75, self.ar))
         pct = "–" if self.layers_16bit_pct is None else f"{self.layers_16bit_pct:.0f}"
         oks = "–" if self.fidelity_oks is None else f"{self.fidelity_oks:.3f}"

@@ -47,6 +47,12 @@ def points(value: float) -> str:
     return "n/a" if value < 0 else f"{100 * value:.1f}"
 
 
+def signed_points(delta: float) -> str:
+    """A difference in COCO points with its sign (-0.0123 -> "-1.2"); one that rounds to zero reads "0.0"."""
+    text = f"{100 * delta:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
 def _gt_dict(gt: str | Path | dict) -> tuple[dict, str]:
     """A copy of the ground truth dict that pycocotools accepts, and its name for messages."""
     if isinstance(gt, dict):

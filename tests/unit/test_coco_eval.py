@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgepose.cocofmt import detections_to_coco
-from edgepose.data.coco_eval import KeypointMetrics, evaluate_keypoints
+from edgepose.data.coco_eval import KeypointMetrics, evaluate_keypoints, points, signed_points
 from edgepose.errors import DataError
 
 
@@ -111,3 +111,10 @@ def test_detections_to_coco_format() -> None:
     assert res[1]["keypoints"] == pytest.approx(kpts[1].ravel().tolist())
     assert len(res[1]["keypoints"]) == 51
     assert detections_to_coco(1, np.zeros((0, 4)), np.zeros(0), np.zeros((0, 17, 3))) == []
+
+
+def test_points_and_signed_points_read_like_the_tables() -> None:
+    assert points(0.1412) == "14.1" and points(-1.0) == "n/a"
+    assert signed_points(-0.0123) == "-1.2" and signed_points(0.0051) == "+0.5"
+    # a difference that rounds to zero has no sign: "-0.0" read as a loss in the real-model table
+    assert signed_points(-0.0004) == "0.0" and signed_points(0.0004) == "0.0" and signed_points(0.0) == "0.0"
