@@ -18,6 +18,7 @@ from edgepose.quant.fidelity import Fidelity
 from edgepose.quant.graph import Layer
 from edgepose.quant.options import CalibMethod, HighPrecision, LayerPrecision
 from edgepose.quant.plan import QUANT_FORMAT, PrecisionPlan, activation_type_name, weight_type_name
+from edgepose.quant.ranges import HEADROOM_16BIT
 from edgepose.spec import (
     METADATA_PREFIX,
     QUANT_METHOD_KEY,
@@ -123,6 +124,11 @@ class QuantReport:
             out.append((r.name, r.op, sens, rank, r.precision.value, ", ".join(r.optimizations) or "-"))
         return out
 
+    @property
+    def uses_16bit(self) -> bool:
+        """Whether any tensor is quantized at 16 bits (those get headroom: edgepose.quant.ranges)."""
+        return self.precision is Precision.INT16 or self.high_precision is HighPrecision.INT16
+
     def summary(self) -> list[str]:
         """Totals, one line each."""
         n_high = len(self.layers) if self.precision is Precision.INT16 else len(self.high_precision_layers())
@@ -132,7 +138,8 @@ class QuantReport:
             + ("16 bits" if self.precision is Precision.INT16 else "high precision")
             + (f" ({self.high_precision.value})" if self.high_precision else ""),
             f"calibration: {self.num_calib} images, {self.method.value}; activations {self.activation_type}, "
-            f"weights {self.weight_type} per-channel; opset {self.opset}",
+            f"weights {self.weight_type} per-channel; opset {self.opset}"
+            + (f"; 16-bit ranges with {HEADROOM_16BIT:g}x headroom" if self.uses_16bit else ""),
         ]
         if self.fidelity is not None:
             f = self.fidelity

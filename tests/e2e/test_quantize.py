@@ -266,7 +266,7 @@ def test_cli_writes_model_report_and_table(work: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.output
     # --bits: a summary stands for the table (its rows would all say int8); --verbose lists the layers
     assert "7 layers (7 Conv), all at int8" in res.output and "/c3b/Conv" not in res.output
-    assert "8 images, minmax" in res.output
+    assert "8 images, minmax" in res.output and "headroom" not in res.output  # 8-bit: calibrated ranges
     rep = json.loads((work["dir"] / "cli.quant.json").read_text())
     assert rep["num_calib"] == 8 and rep["precision"] == "int8" and len(rep["layers"]) == 7
     onnx.checker.check_model(onnx.load(str(out)))
@@ -276,6 +276,10 @@ def test_cli_writes_model_report_and_table(work: dict[str, Path]) -> None:
     res = runner.invoke(app, [*args, "--out", str(out), "--verbose", "--force"])
     assert res.exit_code == 0, res.output
     assert "/c3b/Conv" in res.output
+    out16 = work["dir"] / "cli16.onnx"
+    res = runner.invoke(app, [*args[:4], "--bits", "16", "--num-calib", "6", "--out", str(out16)])
+    assert res.exit_code == 0, res.output
+    assert "16-bit ranges with 2x headroom" in res.output  # why a range is wider than calibrated
 
 
 def _bad_setups(work: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], str]]:
