@@ -136,7 +136,7 @@ def report(folds: list[dict], model: Path, data: Path, stats: dict) -> str:
             d = [rr[i].delta_ap for rr in rows if rr[i].delta_ap is not None]
             o = [rr[i].fidelity_oks for rr in rows if rr[i].fidelity_oks is not None]
             out.append(
-                f"- {r.cells()[1]}: ΔAP {100 * sum(d) / len(d):+.1f}"
+                f"- {r.cells()[1]}: ΔAP {signed_points(sum(d) / len(d))}"
                 + (f", OKS→float {sum(o) / len(o):.3f}" if o else "")
             )
         out += ["", *_pooled_table(folds, stats)]

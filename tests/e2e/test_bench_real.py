@@ -92,6 +92,7 @@ def test_each_fold_interval_is_read_from_the_same_scoring_as_its_bench_table(run
             assert d.low <= d.high and d.images == NUM_EVAL and d.resamples == 50
     text = (run["out"] / "real.md").read_text(encoding="utf-8")
     assert text.count(f"ΔAP 95% interval (paired bootstrap over these {NUM_EVAL} photos, 50 resamples)") == 2
+    assert "- float: ΔAP 0.0\n" in text  # the mean over folds, like every ΔAP: no "+0.0" / "-0.0"
 
 
 def test_pooled_ap_scores_every_photo_once(run: dict) -> None:
