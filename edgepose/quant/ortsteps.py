@@ -29,6 +29,7 @@ from edgepose.quant.plan import (
     calibrator_options,
     ort_method,
     quantize_static_args,
+    sixteen_bit_tensors,
 )
 from edgepose.quant.tailfix import keep_tail_float
 from edgepose.runtime.session import cpu_session
@@ -78,12 +79,14 @@ def quantize_with(
     prepared = upgrade_opset(model, OPSET_16BIT) if plan.uses_16bit else model
     layers = find_layers(prepared)
     fixed = float_nodes(prepared)  # quantize_static works on a copy: `prepared` stays as it is
+    tail = [n.name for n in fixed if n.name]
     calibrated = ranges.load_ranges(cache) if plan.uses_16bit else None
-    if calibrated is not None and plan.default is LayerPrecision.INT16:  # every tensor 16-bit: headroom
+    if calibrated is not None:  # 16-bit tensors get headroom in the cache: onnxruntime adjusts from there
         wide = tmp / f"{tag}-ranges-16bit.json"
-        ranges.save_ranges(ranges.widened(calibrated), wide, like=cache)
+        only = sixteen_bit_tensors(plan, layers, prepared.graph, set(tail))
+        ranges.save_ranges(ranges.widened(calibrated, only=only), wide, like=cache)
         cache = wide
-    args = quantize_static_args(plan, layers, prepared.graph, [n.name for n in fixed if n.name], calibrated)
+    args = quantize_static_args(plan, layers, prepared.graph, tail, calibrated)
     out = tmp / f"{tag}.onnx"
     with quiet():
         quantize_static(

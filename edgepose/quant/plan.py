@@ -40,7 +40,6 @@ from edgepose.onnxkit.graph import consumers
 from edgepose.quant.graph import Layer, chain_tensors
 from edgepose.quant.islands import island_nodes
 from edgepose.quant.options import CalibMethod, LayerPrecision
-from edgepose.quant.ranges import with_headroom
 from edgepose.spec import Precision
 
 OPSET_16BIT = 21  # first ONNX opset whose QuantizeLinear/DequantizeLinear take (u)int16
@@ -104,6 +103,20 @@ def calibrator_options(method: CalibMethod) -> dict[str, Any]:
     return {}
 
 
+def _high16(plan: PrecisionPlan, layers: list[Layer]) -> list[Layer]:
+    return [la for la in layers if plan.of(la.name) is LayerPrecision.INT16]
+
+
+def sixteen_bit_tensors(
+    plan: PrecisionPlan, layers: list[Layer], graph: onnx.GraphProto, tail: set[str]
+) -> set[str] | None:
+    """The activation tensors `plan` quantizes at 16 bits: None when every tensor is (an all-16-bit plan),
+    else what its 16-bit layers read, back to the layers producing it (graph.chain_tensors)."""
+    if plan.default is LayerPrecision.INT16:
+        return None
+    return set(chain_tensors(_high16(plan, layers), graph, tail))
+
+
 def quantize_static_args(
     plan: PrecisionPlan,
     layers: list[Layer],
@@ -114,9 +127,12 @@ def quantize_static_args(
     """Keyword arguments for onnxruntime.quantization.quantize_static (all but model/output/reader).
 
     `graph` is the graph being quantized; `tail` lists its tail's node names (always excluded).
-    `ranges` (the calibrated ones): a mixed plan's 16-bit tensors get them with headroom
-    (edgepose.quant.ranges.HEADROOM_16BIT) as rmin/rmax; the 8-bit copy a tensor is converted to for
-    its 8-bit readers keeps the calibrated range.
+    `ranges` (the calibrated ones, before headroom): the 8-bit copy a mixed plan converts a 16-bit tensor
+    to for its 8-bit readers gets them as rmin/rmax. The 16-bit tensors' own headroom is in the cache
+    quantize_static reads (ortsteps.quantize_with), not here: overrides would bypass onnxruntime's range
+    adjustments (a Softmax output -> [0, 1], a ReLU/Clip input -> its output's range, so Conv -> ReLU fuses).
+    Those adjustments do not reach the 8-bit copy: a Softmax output read at 8 bits keeps its calibrated
+    range (inside [0, 1]); a ReLU input has no 8-bit reader to convert for.
     """
     by_name = {la.name: la for la in layers}
     floats = [by_name[n] for n in by_name if plan.of(n) is LayerPrecision.FLOAT]
@@ -124,7 +140,7 @@ def quantize_static_args(
     exclude = list(tail) + [n for n in island_nodes(floats, graph, tail_set) if n not in tail_set]
     overrides: dict[str, list[dict[str, Any]]] = {}
     if plan.default is LayerPrecision.INT8:
-        high16 = [by_name[n] for n in by_name if plan.of(n) is LayerPrecision.INT16]
+        high16 = _high16(plan, layers)
         for la in high16:
             overrides[la.weight] = [{"quant_type": QuantType.QInt16, "axis": la.axis}]
         readers = consumers(graph)
@@ -135,10 +151,10 @@ def quantize_static_args(
                 if n.name in by_name and plan.of(n.name) is LayerPrecision.INT8
             )
             entry: dict[str, Any] = {"quant_type": QuantType.QUInt16}
-            if ranges is not None and t in ranges:
-                entry["rmin"], entry["rmax"] = (np.float32(v) for v in with_headroom(*ranges[t]))
             if eight_bit:
                 entry["convert"] = {"quant_type": QuantType.QUInt8, "recv_nodes": set(eight_bit)}
+                if ranges is not None and t in ranges:  # the cache holds this tensor's 16-bit range
+                    entry["convert"]["rmin"], entry["convert"]["rmax"] = (np.float32(v) for v in ranges[t])
             overrides[t] = [entry]
     extra: dict[str, Any] = {
         "ActivationSymmetric": False,

@@ -73,9 +73,12 @@ def with_headroom(low: float, high: float, factor: float = HEADROOM_16BIT) -> tu
     return (low * factor if low < 0 else low, high * factor if high > 0 else high)
 
 
-def widened(ranges: Ranges, factor: float = HEADROOM_16BIT) -> Ranges:
-    """Every range with_headroom: the cache an all-16-bit model is quantized with."""
-    return {name: with_headroom(lo, hi, factor) for name, (lo, hi) in ranges.items()}
+def widened(ranges: Ranges, factor: float = HEADROOM_16BIT, only: set[str] | None = None) -> Ranges:
+    """Ranges with_headroom: every one, or those named in `only` (the others as they are)."""
+    return {
+        name: with_headroom(lo, hi, factor) if only is None or name in only else (lo, hi)
+        for name, (lo, hi) in ranges.items()
+    }
 
 
 def _saturating_side(tensor: str, readers: list[onnx.NodeProto]) -> tuple[bool, bool]:

@@ -28,8 +28,11 @@ def _conv(name: str, x: str, w: np.ndarray, b: np.ndarray, **attrs: object) -> t
     return helper.make_node("Conv", [x, f"{name}.w", f"{name}.b"], [f"{name}_out"], name=name, **attrs), inits
 
 
-def build_pose_model(path: Path, seed: int = 120, size: int = 32, wide_channel: bool = True) -> Path:
-    """Write the model; `wide_channel` makes one input channel of c3 40x wider (an equalization target)."""
+def build_pose_model(
+    path: Path, seed: int = 120, size: int = 32, wide_channel: bool = True, act3: str = "Relu"
+) -> Path:
+    """Write the model; `wide_channel` makes one input channel of c3 40x wider (an equalization target);
+    `act3`: the op between c3 and the head ("Relu", or "Softmax" over channels)."""
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
 
@@ -60,7 +63,8 @@ def build_pose_model(path: Path, seed: int = 120, size: int = 32, wide_channel: 
     if wide_channel:
         w3[:, 0] *= 40.0
     c3 = add(_conv("c3", "r2", w3, rng.normal(0, 0.1, 8), kernel_shape=[1, 1]))
-    nodes.append(helper.make_node("Relu", [c3], ["r3"], name="act3"))
+    axis = {"axis": 1} if act3 == "Softmax" else {}
+    nodes.append(helper.make_node(act3, [c3], ["r3"], name="act3", **axis))
     bh = rng.normal(0, 0.1, CH)
     bh[4] = 3.0  # score logit: people everywhere
     raw = add(_conv("head", "r3", rng.normal(0, 0.2, (CH, 8, 1, 1)), bh, kernel_shape=[1, 1]))

@@ -91,6 +91,10 @@ def test_with_headroom_stretches_each_nonzero_side_away_from_zero() -> None:
     assert ranges.with_headroom(0.25, 4.0) == (0.25, 8.0)  # an all-positive range keeps its low end
     assert ranges.with_headroom(-4.0, -1.0) == (-8.0, -1.0)
     assert ranges.widened({"a": (-1.0, 2.0), "b": (0.0, 0.5)}, 3.0) == {"a": (-3.0, 6.0), "b": (0.0, 1.5)}
+    assert ranges.widened({"a": (-1.0, 2.0), "b": (0.0, 0.5)}, only={"b"}) == {
+        "a": (-1.0, 2.0),
+        "b": (0.0, 1.0),
+    }
 
 
 def test_int16_keeps_values_beyond_the_calibrated_range(tiny: tuple[Path, Path], tmp_path: Path) -> None:
@@ -125,6 +129,39 @@ def test_int16_keeps_values_beyond_the_calibrated_range(tiny: tuple[Path, Path],
     assert nmse(raw_outputs(q_calibrated, bright, 1, names), ref) > 1e-3  # clipped
     usual = calib.subset(4)  # and on frames like the calibration's, headroom costs nothing visible
     assert nmse(raw_outputs(q, usual, 1, names), raw_outputs(body, usual, 1)) < 1e-6
+
+
+def test_mixed_16_bit_ranges_get_onnxruntimes_adjustments_like_int16(tmp_path: Path) -> None:
+    """A promoted layer's 16-bit inputs get headroom through the cache, so onnxruntime still adjusts them as
+    it does in the all-16-bit model: a Softmax output is quantized over [0, 1], not over its calibrated range
+    doubled; the 8-bit tensors keep their calibrated ranges."""
+    path = build_pose_model(tmp_path / "softmax.onnx", act3="Softmax")
+    model, spec = load_float_model(path)
+    cache = calibrate(
+        body_model(model), CalibrationSet(make_images(tmp_path / "c"), spec), CalibMethod.MINMAX, tmp_path
+    )
+    cal = ranges.load_ranges(cache)
+    # the calibrated Softmax range lies inside [0, 1]: doubled, it would reach past 1
+    assert cal["r3"][0] >= 0.0 and cal["r3"][1] < 1.0
+
+    def qparams(q: onnx.ModelProto) -> dict[str, tuple[float, int, int]]:
+        inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+        return {
+            n.input[0]: (float(inits[n.input[1]]), int(inits[n.input[2]]), inits[n.input[2]].dtype.itemsize)
+            for n in q.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[1] in inits and inits[n.input[1]].ndim == 0
+        }
+
+    mixed = PrecisionPlan(LayerPrecision.INT8, {"head": LayerPrecision.INT16})
+    qm = qparams(quantize_with(model, mixed, cache, CalibMethod.MINMAX, tmp_path, "mix"))
+    q16 = qparams(
+        quantize_with(model, PrecisionPlan(LayerPrecision.INT16), cache, CalibMethod.MINMAX, tmp_path, "q16")
+    )
+    assert qm["r3"] == q16["r3"] == (pytest.approx(1 / 65535, rel=1e-6), 0, 2)  # onnxruntime's [0, 1]
+    lo, hi = ranges.with_headroom(*cal["c3_out"])  # the Softmax input: 16 bits, with headroom
+    assert qm["c3_out"] == q16["c3_out"] == (pytest.approx((hi - lo) / 65535, rel=1e-5), qm["c3_out"][1], 2)
+    scale8, _, size8 = qm["r2"]  # c3 stays 8-bit: what it reads keeps its calibrated range
+    assert size8 == 1 and scale8 == pytest.approx((cal["r2"][1] - min(cal["r2"][0], 0)) / 255, rel=1e-5)
 
 
 # --- equalization ------------------------------------------------------------
