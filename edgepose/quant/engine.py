@@ -13,6 +13,7 @@ rounding.py, biascorr.py, taskprobe.py and taskplan.py.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,10 +63,13 @@ class Engine:
     threads: int | None = None
     tick: Tick | None = None
     layers: list[Layer] = field(default_factory=list)
-    probe: TaskProbe | None = None  # ranks the layers
     check: TaskProbe | None = None  # measures optimizations and plans
+    probe_index: list[int] = field(default_factory=list)  # the check images that rank the layers
+    probe: TaskProbe | None = None  # ranks the layers (--mixed, unless the ranking is cached)
     notes: list[str] = field(default_factory=list)
     _count: int = 0
+    _built: dict[tuple[str, str, str], onnx.ModelProto] = field(default_factory=dict)
+    _measured: dict[int, tuple[onnx.ModelProto, Fidelity]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.layers = find_layers(self.model)
@@ -76,15 +80,27 @@ class Engine:
     def build(
         self, model: onnx.ModelProto, plan: PrecisionPlan, cache: Path | None = None
     ) -> onnx.ModelProto:
-        self._count += 1
-        return self.build_fn(model, plan, cache or self.cache, f"e{self._count}")
+        """The quantized model of (model, plan, cache), built once per run: the stages ask for the same one
+        again (bias correction starts from the model the step before it measured, the mixed search from the
+        kept all-8-bit model, the final quantize from the plan the search measured). quantize_static is
+        deterministic, so a second build would give the same bytes. The result is shared: never modified."""
+        cache = cache or self.cache
+        key = (
+            _digest(model.SerializeToString(deterministic=True)),
+            _plan_key(plan),
+            _digest(cache.read_bytes()),
+        )
+        if key not in self._built:
+            self._count += 1
+            self._built[key] = self.build_fn(model, plan, cache, f"e{self._count}")
+        return self._built[key]
 
-    def start_probe(self, q8: onnx.ModelProto) -> None:
-        """Pick the probe images (label-free) and record the float model's detections on them.
+    def pick_images(self) -> None:
+        """Pick the check images (label-free) and record the float model's detections on them.
 
         The CHECK_FACTOR x num_probe_images calibration images with the most people check every
-        optimization and plan; the num_probe_images first of them rank the layers (97 runs on
-        YOLO11n-pose, so fewer images there).
+        optimization and plan; the num_probe_images of them with the most people rank the layers (97 runs
+        on YOLO11n-pose, so fewer images there: `mixed` makes that probe).
         """
         n = min(PROBE_CANDIDATES, len(self.calib))
         candidates = self.calib.subset(n)
@@ -97,44 +113,37 @@ class Engine:
                 "with photos of people, in the colour order and framing of deployment"
             )
         people = [int(np.sum(r.scores >= DEFAULT_REF_CONF)) for r in ref]
-        best = sorted(range(len(idx)), key=lambda k: (-people[k], k))[: self.num_probe_images]
-        best.sort()
-        images = [candidates[i] for i in idx]
+        self.probe_index = sorted(
+            sorted(range(len(idx)), key=lambda k: (-people[k], k))[: self.num_probe_images]
+        )
         self.check = TaskProbe(
             self.model,
-            q8,
+            None,
             self.layers,
             self.spec,
-            images,
+            [candidates[i] for i in idx],
             float_tail=self.tail,
             reference=ref,
             threads=self.threads,
         )
-        self.probe = TaskProbe(
-            self.model,
-            q8,
-            self.layers,
-            self.spec,
-            [images[k] for k in best],
-            float_tail=self.tail,
-            reference=[ref[k] for k in best],
-            threads=self.threads,
-        )
 
     def measure(self, q: onnx.ModelProto) -> Fidelity:
-        """Fidelity to float of a quantized model on the check images."""
-        assert self.check is not None  # start_probe runs first (a bug otherwise, not a user error)
-        return self.check.fidelity_of(q)
+        """Fidelity to float of a quantized model on the check images (once per model object: a model from
+        `build` is measured once however many stages ask)."""
+        assert self.check is not None  # pick_images runs first (a bug otherwise, not a user error)
+        hit = self._measured.get(id(q))
+        if hit is None or hit[0] is not q:
+            hit = self._measured[id(q)] = (q, self.check.fidelity_of(q))  # q held: its id stays unique
+        return hit[1]
 
     # --- 8-bit optimizations ----------------------------------------------------------------------
     def optimize_int8(self, options: Options, log: OptimizationLog) -> tuple[onnx.ModelProto, Path, Fidelity]:
         """The float model prepared for 8 bits (ranges, rounding, bias correction as kept), its cache,
         and the fidelity of its all-8-bit model."""
         int8 = PrecisionPlan(LayerPrecision.INT8)
-        q8 = self.build(self.model, int8)
-        if self.probe is None:
-            self.start_probe(q8)
-        plain = self.measure(q8)
+        if self.check is None:
+            self.pick_images()
+        plain = self.measure(self.build(self.model, int8))
         path: list[tuple[onnx.ModelProto, Path, Fidelity]] = [(self.model, self.cache, plain)]
         steps: list[StepRecord] = []
 
@@ -210,16 +219,16 @@ class Engine:
         """Rank (unless `sensitivity` is given: the probe runs once per quantize run) and search a plan."""
         t = time.perf_counter()
         if sensitivity is None:
-            q8 = self.build(m8, PrecisionPlan(LayerPrecision.INT8), cache8)
-            assert self.probe is not None
-            self.probe = TaskProbe(
+            q8 = self.build(m8, PrecisionPlan(LayerPrecision.INT8), cache8)  # built by optimize_int8
+            assert self.check is not None
+            self.probe = TaskProbe(  # on this engine's model: the check's may be the equalized one
                 self.model,
                 q8,
                 self.layers,
                 self.spec,
-                self.probe.images,
+                [self.check.images[k] for k in self.probe_index],
                 float_tail=self.tail,
-                reference=self.probe.reference,
+                reference=[self.check.reference[k] for k in self.probe_index],
                 threads=self.threads,
             )
             sensitivity = self.probe.rank(
@@ -258,6 +267,14 @@ class Engine:
         )
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _plan_key(plan: PrecisionPlan) -> str:
+    return plan.default.value + ";" + ",".join(f"{n}={p.value}" for n, p in sorted(plan.layers.items()))
+
+
 def equalized(model: onnx.ModelProto, wanted: bool | None) -> tuple[onnx.ModelProto, int]:
     """The model with its Conv -> ReLU -> Conv pairs equalized (and how many), unless `wanted` is False."""
     if wanted is False:
@@ -284,9 +301,8 @@ def keep_equalization(
     """Measure the equalized model's plain int8 against the original's; the engine of the one kept."""
     t = time.perf_counter()
     int8 = PrecisionPlan(LayerPrecision.INT8)
-    q_eq = engine.build(engine.model, int8)
-    engine.start_probe(q_eq)
-    after = engine.measure(q_eq)
+    engine.pick_images()
+    after = engine.measure(engine.build(engine.model, int8))
     if wanted is True:
         log.steps.append(
             StepRecord(
@@ -305,7 +321,7 @@ def keep_equalization(
         threads=engine.threads,
         tick=engine.tick,
     )
-    plain.probe, plain.check = engine.probe, engine.check
+    plain.check, plain.probe_index = engine.check, engine.probe_index
     before = plain.measure(plain.build(original, int8))
     keep = better(after.drop, before.drop)
     layer_names = {la.name for la in engine.layers}

@@ -53,7 +53,6 @@ from edgepose.quant.optimize import OptimizationLog, Options
 from edgepose.quant.options import (
     CalibMethod,
     HighPrecision,
-    LayerPrecision,
     Progress,
     check_options,
     default_output,
@@ -180,7 +179,7 @@ class _Chosen:
 def _choose(run: _Run, engine: Engine) -> _Chosen:
     """The plan and what it is quantized from: int16 as it is; int8 and mixed after the 8-bit stages."""
     if run.precision is Precision.INT16:
-        engine.start_probe(run.build(engine.model, PrecisionPlan(LayerPrecision.INT8), engine.cache, "int8"))
+        engine.pick_images()
         return _Chosen(PrecisionPlan.uniform(run.precision), engine.model, engine.cache)
     with run.stages.stage("optimize", ticks=False):
         m8, cache8, fid_int8 = engine.optimize_int8(run.options, run.log)
@@ -203,7 +202,7 @@ class _Measured:
 def _final(run: _Run, engine: Engine, chosen: _Chosen, original: onnx.ModelProto) -> _Measured:
     """The written model under the chosen plan (with its own bias pass) and how close to float it is."""
     with run.stages.stage("quantize"):
-        q = quantize_with(chosen.prepared, chosen.plan, chosen.cache, run.method, run.tmp, "final")
+        q = engine.build(chosen.prepared, chosen.plan, chosen.cache)  # int8, mixed: built by the search
         if chosen.plan.high() and any("biascorr" in k for k in run.log.kept()):
             # the plan's own mean errors, one more pass
             q, chosen.prepared = final_bias_pass(

@@ -131,12 +131,13 @@ def pick_probe_images(
 
 
 class TaskProbe:
-    """Fidelity to float of the model with any set of layers at 8 bits (the rest float)."""
+    """Fidelity to float of any quantized model, and of the model with any set of layers at 8 bits (the
+    rest float) when built with `qdq`, the all-8-bit model whose constants and Q/DQ pairs those use."""
 
     def __init__(
         self,
         model: onnx.ModelProto,
-        qdq: onnx.ModelProto,
+        qdq: onnx.ModelProto | None,
         layers: Sequence[Layer],
         spec: PoseSpec,
         images: Sequence[np.ndarray],
@@ -153,11 +154,14 @@ class TaskProbe:
         # a small change gives a small drop); end_to_end/fidelity_end_to_end are what bench measures.
         self.selections = float_selections(model, spec, self.images, threads) if nms_outputs(model) else None
         self.anchored_reference = self.detections(model) if self.selections is not None else self.reference
-        self._qdq_consts = _quantized_constants(qdq, self.layers)
-        self._act = _activation_qdq(qdq)
         self._float = set(float_tail)
         self._chains = [chain_tensors([la], model.graph, self._float) for la in self.layers]
-        self.quantized = [bool(self._qdq_consts[i]) for i in range(len(self.layers))]
+        # without `qdq` (int16: no 8-bit model is built) it measures whole models only
+        self._qdq_consts = (
+            _quantized_constants(qdq, self.layers) if qdq is not None else [{} for _ in self.layers]
+        )
+        self._act = _activation_qdq(qdq) if qdq is not None else {}
+        self.quantized = [bool(c) for c in self._qdq_consts]
 
     def detections(self, model: onnx.ModelProto) -> list[Detections]:
         """Anchored detections (at the float model's candidates) when the graph has an NMS tail."""

@@ -299,3 +299,76 @@ def test_interrupted_mixed_search_leaves_nothing_behind(
     with pytest.raises(KeyboardInterrupt):
         quantize_model(model, tiny["calib"], out / "m.onnx", precision=Precision.MIXED, threads=1)
     assert list(out.iterdir()) == [] and sorted(p.name for p in model.parent.iterdir()) == ["pose.onnx"]
+
+
+@pytest.mark.parametrize("precision", [Precision.INT16, Precision.INT8, Precision.MIXED])
+def test_each_quantized_model_is_built_and_measured_once(
+    precision: Precision, tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stages that need a model an earlier stage built reuse it (bias correction, the ranking, the final
+    quantize of the plan the search measured), and int16 builds no 8-bit model at all."""
+    import hashlib
+
+    import edgepose.quant.quantize as quantize
+    from edgepose.quant.taskprobe import TaskProbe as Probe
+
+    builds: list[tuple[str, str, str]] = []
+    built: list[onnx.ModelProto] = []
+    measured: list[int] = []  # which built model, by position (the ranking's variants are not counted)
+
+    def spy_build(
+        m: onnx.ModelProto, plan: PrecisionPlan, cache: Path, method: CalibMethod, tmp: Path, tag: str
+    ):
+        model_hash = hashlib.sha256(m.SerializeToString(deterministic=True)).hexdigest()
+        builds.append((model_hash, repr(sorted(plan.layers.items())) + plan.default.value, cache.read_text()))
+        built.append(quantize_with(m, plan, cache, method, tmp, tag))
+        return built[-1]
+
+    fidelity_of = Probe.fidelity_of
+
+    def spy_fidelity(self: Probe, q: onnx.ModelProto) -> Fidelity:
+        measured.extend(i for i, b in enumerate(built) if b is q)
+        return fidelity_of(self, q)
+
+    monkeypatch.setattr(quantize, "quantize_with", spy_build)
+    monkeypatch.setattr(Probe, "fidelity_of", spy_fidelity)
+    rep = quantize_model(tiny["path"], tiny["calib"], tmp_path / "q.onnx", precision=precision, threads=1)
+    assert len(builds) == len(set(builds))  # never the same (model, plan, ranges) twice
+    assert len(measured) == len(set(measured)) and len(measured) >= len(built) - 1  # the check: end to end
+    if precision is Precision.INT16:
+        assert [b[1] for b in builds] == ["[]int16"]  # the written model, nothing else
+    else:
+        assert len(builds) >= 3 and all(b[1].endswith("int8") for b in builds)
+    assert (tmp_path / "q.onnx").is_file() and rep.fidelity is not None
+
+
+def test_a_rejected_equalization_leaves_the_ranking_on_the_plain_model(
+    tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Equalization measured and not kept: the layers are ranked on the plain model, exactly as when it is
+    never tried (the check images may come from the equalized engine; the probe must not)."""
+    import edgepose.quant.engine as engine
+    from edgepose.quant.optimize import Options
+
+    monkeypatch.setattr(engine, "better", lambda after, before: False)  # equalization measures worse
+    reports = []
+    for name, options in (("tried", Options()), ("never", Options(equalize=False))):
+        model = tmp_path / name / "pose.onnx"  # its own folder: no ranking cached beside it
+        model.parent.mkdir()
+        model.write_bytes(Path(tiny["path"]).read_bytes())
+        reports.append(
+            quantize_model(
+                model,
+                tiny["calib"],
+                model.parent / "q.onnx",
+                precision=Precision.MIXED,
+                options=options,
+                threads=1,
+            )
+        )
+    tried, never = reports
+    assert not any("reused" in n for n in tried.notes + never.notes)
+    assert (tried.optimizations[0]["stage"], tried.optimizations[0]["kept"]) == ("equalize", False)
+    assert [r.sensitivity for r in tried.layers] == pytest.approx(
+        [r.sensitivity for r in never.layers], abs=1e-6
+    )
