@@ -23,6 +23,7 @@ import enum
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from edgepose.defaults import DEPLOY, LETTERBOX_COLOR
 
@@ -46,6 +47,15 @@ QUANT_SOURCE_KEY = METADATA_PREFIX + "quant_source"
 # --- files ---------------------------------------------------------------------------------------
 # What every folder reader (predict, quantize --calib, data readers, preview) accepts as an image.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_PATTERNS = ", ".join("*" + s for s in IMAGE_SUFFIXES)  # what "no images" messages say was looked for
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in `folder` (IMAGE_SUFFIXES, any case), sorted by name: the one listing
+    behind every folder reader. OSError (an unreadable folder) is the caller's to word."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 ANNOTATIONS_FILE = "annotations.json"  # a COCO-keypoints dataset folder: ANNOTATIONS_FILE + images/
 PREDICTIONS_FILE = "predictions.json"  # `predict --save-json`: COCO results list (pycocotools loadRes format)
 FILES_FILE = "files.json"  # beside it: image_id -> source file (video frames as "PATH#frame=N")

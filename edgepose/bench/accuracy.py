@@ -27,7 +27,7 @@ from edgepose.errors import ConfigError, DataError
 from edgepose.runtime.estimator import PoseEstimator
 from edgepose.runtime.results import PoseResult
 from edgepose.runtime.sources import read_image
-from edgepose.spec import ANNOTATIONS_FILE, IMAGE_SUFFIXES
+from edgepose.spec import ANNOTATIONS_FILE, IMAGE_PATTERNS, image_files
 
 # COCOeval scores keypoints with maxDets=[20] and drops the rest per image: keeping only the 20 best
 # detections of each image gives identical metrics and bounds the memory per image.
@@ -83,11 +83,11 @@ def _image_folder(folder: Path, num_images: int | None) -> PoseDataset:
     decoded once here: its size (the letterbox note reports it), and a corrupt file fails now, before
     any export or quantization."""
     root = folder / "images" if (folder / "images").is_dir() else folder
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     if not files:
         raise DataError(
             f"--data {folder}: no {ANNOTATIONS_FILE} and no images (looked for "
-            f"{', '.join('*' + s for s in IMAGE_SUFFIXES)}); pass a COCO keypoints JSON, its folder, or a "
+            f"{IMAGE_PATTERNS}); pass a COCO keypoints JSON, its folder, or a "
             "folder of images"
         )
     records = []

@@ -21,7 +21,7 @@ import numpy as np
 from edgepose.data.types import ImageRecord, PoseDataset
 from edgepose.errors import DataError
 from edgepose.fsio import atomic_dir
-from edgepose.spec import COCO_FLIP_INDEX, COCO_KEYPOINTS, COCO_SKELETON, IMAGE_SUFFIXES
+from edgepose.spec import COCO_FLIP_INDEX, COCO_KEYPOINTS, COCO_SKELETON, image_files
 
 YAML_NAME = "data.yaml"
 _NORM_TOL = 1e-3  # writers round; anything further outside [0, 1] is not a normalised label
@@ -128,9 +128,7 @@ def read_yolo(
     num_kpts = len(keypoint_names)
 
     images: dict[str, Path] = {}
-    for p in sorted(image_dir.iterdir()):
-        if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
-            continue
+    for p in image_files(image_dir):
         if p.stem in images:
             raise DataError(f"{p}: two images share the stem {p.stem!r} ({images[p.stem].name}); rename one")
         images[p.stem] = p

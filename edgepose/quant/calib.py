@@ -17,7 +17,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from edgepose.errors import CalibrationError
 from edgepose.runtime.preprocess import preprocess
-from edgepose.spec import IMAGE_SUFFIXES, INPUT_NAME, PoseSpec
+from edgepose.spec import IMAGE_PATTERNS, INPUT_NAME, PoseSpec, image_files
 
 MIN_CALIB = 4  # fewer and the ranges, the probe images and the bias statistics are guesses
 RECOMMENDED_CALIB = 32
@@ -33,17 +33,18 @@ def find_images(calib_dir: str | os.PathLike[str]) -> list[Path]:
         raise CalibrationError(f"calibration folder {root} does not exist; {_HINT}")
     if not root.is_dir():
         raise CalibrationError(f"--calib {root} is a file, expected a folder of images; {_HINT}")
-    looked = ", ".join(f"*{s}" for s in IMAGE_SUFFIXES)
     for d in (root, root / "images"):
         if not d.is_dir():
             continue
         try:
-            files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files = image_files(d)
         except OSError as exc:
             raise CalibrationError(f"cannot read calibration folder {d} ({exc.strerror}); {_HINT}") from exc
         if files:
             return files
-    raise CalibrationError(f"no images in {root} (looked for {looked}, also in {root / 'images'}); {_HINT}")
+    raise CalibrationError(
+        f"no images in {root} (looked for {IMAGE_PATTERNS}, also in {root / 'images'}); {_HINT}"
+    )
 
 
 def select_images(paths: Sequence[Path], num: int | None) -> list[Path]:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edgepose.errors import DataError, OutputError
-from edgepose.spec import IMAGE_SUFFIXES
+from edgepose.spec import IMAGE_PATTERNS, image_files
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 DEFAULT_FPS = 30.0  # cameras and some containers report 0 fps; the written video needs a rate
@@ -67,11 +67,10 @@ def resolve_sources(args: Sequence[str]) -> list[Source]:
                 pass
             sources.append(source)
         elif path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(path)
             if not files:
                 raise DataError(
-                    f"no images in {path} (looked for {', '.join('*' + s for s in IMAGE_SUFFIXES)}); "
-                    "add images or pass image/video files"
+                    f"no images in {path} (looked for {IMAGE_PATTERNS}); add images or pass image/video files"
                 )
             sources += [Source(SourceKind.IMAGE, path=p, in_folder=True) for p in files]
         elif path.is_file():
