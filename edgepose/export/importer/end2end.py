@@ -24,16 +24,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgepose.defaults import EVAL
 from edgepose.errors import ExportError, ModelFileError
 from edgepose.export.importer.graph import IMPORT_PREFIX
 from edgepose.export.importer.layout import PoseLayout, fmt_shape
 from edgepose.export.importer.options import KptConf
-from edgepose.export.selfcheck import PROB_TOL, PX_TOL
+from edgepose.export.importer.verify import ImportCheck, check_against
 from edgepose.export.tail import TailBuilder
 from edgepose.export.topk_tail import append_topk_tail
-from edgepose.onnxkit.graph import with_outputs
-from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, SCORE_THR_NAME, PoseSpec, row_width
+from edgepose.spec import PoseSpec
 from edgepose.topk import topk_select
 
 E2E_PREFIX = IMPORT_PREFIX + "e2e/"
@@ -153,37 +151,11 @@ def reference_rows(raw: np.ndarray, lay: PoseLayout, *, conf: float, max_det: in
 
 
 def verify_end2end(
-    graph: onnx.ModelProto, raw_name: str, spec: PoseSpec, lay: PoseLayout, inputs: list[np.ndarray]
-) -> tuple[int, float, float]:
-    """The wrapped graph vs `reference_rows` of its own raw output on `inputs`, at the baked and the
-    evaluation score thresholds; -> (rows compared, max box diff px, max keypoint diff px). ExportError on
-    a mismatch."""
-    from edgepose.runtime.session import cpu_session
+    graph: onnx.ModelProto, raw_name: str, spec: PoseSpec, lay: PoseLayout, batch: int
+) -> ImportCheck:
+    """An end-to-end source wrapped with the top-k tail vs `reference_rows` of its own raw output."""
 
-    sess = cpu_session(with_outputs(graph, [raw_name], None).SerializeToString())
-    count, box_d, kpt_d = 0, 0.0, 0.0
-    width = row_width(lay.num_keypoints)
-    for x in inputs:
-        for thr in (spec.conf_threshold, EVAL.conf):
-            feed = {INPUT_NAME: x, SCORE_THR_NAME: np.array(thr, np.float32)}
-            det, num, raw = sess.run([DETECTIONS_NAME, NUM_DETS_NAME, raw_name], feed)
-            for i, want in enumerate(reference_rows(raw, lay, conf=thr, max_det=spec.max_det)):
-                got = det[i, : num[i]]
-                if got.shape != (len(want), width) or det[i, num[i] :].any():
-                    raise ExportError(
-                        f"import self-check failed: {num[i]} rows at score threshold {thr:g}, the reference "
-                        f"keeps {len(want)}; this is a bug, please report it"
-                    )
-                if not len(want):
-                    continue
-                d = np.abs(got - want)
-                kd = d[:, 6:].reshape(len(want), -1, 3)  # (n, K, 3)
-                box_d, kpt_d = max(box_d, float(d[:, :4].max())), max(kpt_d, float(kd[..., :2].max()))
-                prob = max(float(d[:, 4].max()), float(kd[..., 2].max()))
-                if box_d > PX_TOL or kpt_d > PX_TOL or prob > PROB_TOL:
-                    raise ExportError(
-                        f"import self-check failed: boxes differ by {box_d:.3g} px, keypoints by {kpt_d:.3g} "
-                        f"px, scores by {prob:.3g} from the reference; this is a bug, please report it"
-                    )
-                count += len(want)
-    return count, box_d, kpt_d
+    def reference(raw: np.ndarray, thr: float) -> list[np.ndarray]:
+        return reference_rows(raw, lay, conf=thr, max_det=spec.max_det)
+
+    return check_against(graph, raw_name, spec, batch, reference)

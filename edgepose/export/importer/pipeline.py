@@ -51,7 +51,7 @@ from edgepose.export.importer.layout import (
 )
 from edgepose.export.importer.meta import STRIDE_SETS, KeypointMeta, infer_strides, keypoint_meta
 from edgepose.export.importer.options import KptConf, Layout
-from edgepose.export.importer.verify import VERIFY_IMAGES, ImportCheck, sample_inputs, verify_import
+from edgepose.export.importer.verify import ImportCheck, verify_import
 from edgepose.export.tail import TAIL_MIN_OPSET, append_nms_tail, check_thresholds
 from edgepose.fsio import check_parent
 from edgepose.onnxkit.graph import NodeCounts, default_opset, graph_inputs, node_counts
@@ -244,13 +244,7 @@ def import_onnx(
     spec = _import_spec(name or src.stem, size, strides, keypoints, thresholds)
 
     def self_check(g: onnx.ModelProto) -> ImportCheck:
-        if end2end:
-            inputs = sample_inputs(VERIFY_IMAGES, spec, batch)
-            rows, box_d, kpt_d = verify_end2end(g, raw_name, spec, lay, inputs)
-            return ImportCheck(
-                len(inputs) * batch, rows, box_d, kpt_d, (spec.conf_threshold, defaults.EVAL.conf)
-            )
-        return verify_import(g, raw_name, spec, lay, batch)
+        return (verify_end2end if end2end else verify_import)(g, raw_name, spec, lay, batch)
 
     written = finalize(graph, spec, out_path, verify=self_check if verify else None)
     return ImportReport(

@@ -9,6 +9,7 @@ itself is not ours. Tolerances and sample scenes are the export check's (`export
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from edgepose.export.selfcheck import PROB_TOL, PX_TOL, sample_images
 from edgepose.onnxkit.graph import with_outputs
 from edgepose.runtime.preprocess import to_input
 from edgepose.runtime.session import cpu_session
-from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, SCORE_THR_NAME, PoseSpec
+from edgepose.spec import DETECTIONS_NAME, INPUT_NAME, NUM_DETS_NAME, SCORE_THR_NAME, PoseSpec, row_width
 
 VERIFY_IMAGES = 2
 
@@ -60,41 +61,57 @@ def sample_inputs(n: int, spec: PoseSpec, batch: int) -> list[np.ndarray]:
     return [x[i * batch : (i + 1) * batch] for i in range(n)]
 
 
-def verify_import(
-    graph: onnx.ModelProto, raw_name: str, spec: PoseSpec, lay: PoseLayout, batch: int
+# (raw output, score threshold) -> per image the rows the wrapped graph must keep, best first
+Reference = Callable[[np.ndarray, float], list[np.ndarray]]
+
+
+def check_against(
+    graph: onnx.ModelProto, raw_name: str, spec: PoseSpec, batch: int, reference: Reference
 ) -> ImportCheck:
-    """Run the checks in the module docstring; ExportError when the graph disagrees with the reference."""
+    """The wrapped graph's rows vs `reference` of its own raw output, on VERIFY_IMAGES inputs of `batch`
+    synthetic scenes, at the baked and the evaluation score thresholds: the same count, zero padding after
+    them, every row within PX_TOL px and PROB_TOL. ExportError on a mismatch."""
     sess = cpu_session(with_outputs(graph, [raw_name], None).SerializeToString())
     thresholds = (spec.conf_threshold, defaults.EVAL.conf)
     inputs = sample_inputs(VERIFY_IMAGES, spec, batch)
+    width = row_width(spec.num_keypoints)
     count, box_diff, kpt_diff = 0, 0.0, 0.0
     for x in inputs:
         for thr in thresholds:
             feed = {INPUT_NAME: x, SCORE_THR_NAME: np.array(thr, np.float32)}
             det, num, raw = sess.run([DETECTIONS_NAME, NUM_DETS_NAME, raw_name], feed)
-            want = reference_detections(
-                *decode_raw(raw, lay), conf=thr, iou=spec.iou_threshold, max_det=spec.max_det
-            )
-            for b, ref in enumerate(want):
+            for b, want in enumerate(reference(raw, thr)):
                 got = det[b, : num[b]]
-                if got.shape != ref.shape:
+                if got.shape != (len(want), width) or det[b, num[b] :].any():
                     raise ExportError(
-                        f"import self-check failed: {num[b]} detections at score threshold {thr:g}, "
-                        f"the reference "
-                        f"keeps {len(ref)}; this is a bug, please report it"
+                        f"import self-check failed: {num[b]} rows at score threshold {thr:g}, the reference "
+                        f"keeps {len(want)}; this is a bug, please report it"
                     )
-                if len(ref) == 0:
+                if not len(want):
                     continue
-                d = np.abs(got - ref)
+                d = np.abs(got - want)
+                kd = d[:, 6:].reshape(len(want), -1, 3)  # (n, K, 3)
                 box_diff = max(box_diff, float(d[:, :4].max()))
-                kd = d[:, 6:].reshape(len(ref), -1, 3)  # (n, K, 3)
                 kpt_diff = max(kpt_diff, float(kd[..., :2].max()))
                 prob = max(float(d[:, 4].max()), float(kd[..., 2].max()))
                 if box_diff > PX_TOL or kpt_diff > PX_TOL or prob > PROB_TOL:
                     raise ExportError(
-                        f"import self-check failed: boxes differ by {box_diff:.3g} px, "
-                        f"keypoints by {kpt_diff:.3g} "
-                        f"px, scores by {prob:.3g} from the reference decode; this is a bug, please report it"
+                        f"import self-check failed: boxes differ by {box_diff:.3g} px, keypoints by "
+                        f"{kpt_diff:.3g} px, scores by {prob:.3g} from the reference; this is a bug, please "
+                        "report it"
                     )
-                count += len(ref)
+                count += len(want)
     return ImportCheck(len(inputs) * batch, count, box_diff, kpt_diff, thresholds)
+
+
+def verify_import(
+    graph: onnx.ModelProto, raw_name: str, spec: PoseSpec, lay: PoseLayout, batch: int
+) -> ImportCheck:
+    """A raw-grid source wrapped with the adapter and the NMS tail vs the NumPy decode + reference NMS."""
+
+    def reference(raw: np.ndarray, thr: float) -> list[np.ndarray]:
+        return reference_detections(
+            *decode_raw(raw, lay), conf=thr, iou=spec.iou_threshold, max_det=spec.max_det
+        )
+
+    return check_against(graph, raw_name, spec, batch, reference)
