@@ -56,6 +56,28 @@ def test_cache_key_changes_with_options_and_calibration_bytes(tmp_path: Path) ->
     assert make_key({"precision": "int8"}, [a, b]) != base
 
 
+def test_cache_key_changes_with_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout whose exporter or quantizer changed (same version string) makes new files."""
+    from edgepose.bench import cache as cache_mod
+
+    pkg = tmp_path / "pkg"
+    (pkg / "quant").mkdir(parents=True)
+    (pkg / "quant" / "engine.py").write_text("A = 1\n")
+    (pkg / "notes.txt").write_text("not code")
+    before = cache_mod.code_digest(pkg)
+    (pkg / "notes.txt").write_text("still not code")
+    cache_mod.code_digest.cache_clear()
+    assert cache_mod.code_digest(pkg) == before
+    (pkg / "quant" / "engine.py").write_text("A = 2\n")
+    cache_mod.code_digest.cache_clear()
+    changed = cache_mod.code_digest(pkg)
+    assert changed != before
+    cache_mod.code_digest.cache_clear()
+    key = make_key({"precision": "int8"})
+    monkeypatch.setattr(cache_mod, "code_digest", lambda: changed)
+    assert make_key({"precision": "int8"}) != key
+
+
 def test_cache_makes_a_file_once(tmp_path: Path) -> None:
     cache = BenchCache(tmp_path / "c")
     calls: list[Path] = []
