@@ -31,11 +31,11 @@ demo: setup
 ## then pytest.
 test: setup
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2
 
 ## The fast loop while editing: everything but tests/e2e/ (the `e2e` marker), about half a minute.
 test-fast: setup
-	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not e2e"
+	$(PY) -m pytest -q -n 2 -m "not e2e"
 
 lint: setup
 	$(VENV)/bin/ruff check edgepose tests scripts
