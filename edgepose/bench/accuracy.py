@@ -83,7 +83,12 @@ def _image_folder(folder: Path, num_images: int | None) -> PoseDataset:
     decoded once here: its size (the letterbox note reports it), and a corrupt file fails now, before
     any export or quantization."""
     root = folder / "images" if (folder / "images").is_dir() else folder
-    files = image_files(root)
+    try:
+        files = image_files(root)
+    except OSError as exc:
+        raise DataError(
+            f"--data {root}: cannot read the folder ({exc.strerror}); check its permissions"
+        ) from exc
     if not files:
         raise DataError(
             f"--data {folder}: no {ANNOTATIONS_FILE} and no images (looked for "

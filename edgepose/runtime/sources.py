@@ -67,7 +67,12 @@ def resolve_sources(args: Sequence[str]) -> list[Source]:
                 pass
             sources.append(source)
         elif path.is_dir():
-            files = image_files(path)
+            try:
+                files = image_files(path)
+            except OSError as exc:
+                raise DataError(
+                    f"{path}: cannot read the folder ({exc.strerror}); check its permissions"
+                ) from exc
             if not files:
                 raise DataError(
                     f"no images in {path} (looked for {IMAGE_PATTERNS}); add images or pass image/video files"

@@ -177,6 +177,28 @@ def test_unreadable_calibration_folder(
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("command", ["predict", "bench"])
+def test_unreadable_image_folder(
+    inp: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A folder of images that cannot be listed: predict's input, bench's unlabelled --data."""
+    folder = inp["calib"]
+    args = {
+        "predict": (
+            ["predict", inp["rt"], folder, "--out", tmp_path / "p"],
+            f"{folder}: cannot read the folder",
+        ),
+        "bench": (
+            ["bench", inp["rt"], "--data", folder, "--out", tmp_path / "b", "--runs", "1"],
+            f"--data {folder}: cannot read the folder",
+        ),
+    }[command]
+    _run_failing(
+        inp, tmp_path, args[0], args[1], "(Permission denied); check its permissions",
+        during=unreadable(folder, monkeypatch),
+    )  # fmt: skip
+
+
 def test_unreadable_annotations(
     inp: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
