@@ -126,8 +126,11 @@ class QuantReport:
 
     @property
     def uses_16bit(self) -> bool:
-        """Whether any tensor is quantized at 16 bits (those get headroom: edgepose.quant.ranges)."""
-        return self.precision is Precision.INT16 or self.high_precision is HighPrecision.INT16
+        """Whether any tensor is quantized at 16 bits (those get headroom: edgepose.quant.ranges); a --mixed
+        plan that kept every layer at 8 bits has none."""
+        if self.precision is Precision.INT16:
+            return True
+        return self.high_precision is HighPrecision.INT16 and bool(self.high_precision_layers())
 
     def summary(self) -> list[str]:
         """Totals, one line each."""

@@ -214,6 +214,7 @@ def test_max_drop_promotes_until_the_measured_fidelity_drop_fits(work: dict[str,
         threads=1,
     )
     assert loose.high_precision_layers() == [] and loose.budget is None
+    assert not any("headroom" in line for line in loose.summary())  # nothing at 16 bits: no headroom said
     tight = quantize_model(
         work["float"],
         work["calib"],
@@ -226,6 +227,7 @@ def test_max_drop_promotes_until_the_measured_fidelity_drop_fits(work: dict[str,
     assert any("no plan met --max-drop 1e-09" in n for n in tight.notes)
     assert len(tight.high_precision_layers()) == 7  # every layer promoted
     assert tight.fidelity is not None and tight.fidelity.drop < d8
+    assert any("16-bit ranges with 2x headroom" in line for line in tight.summary())
 
 
 def test_budget_default_is_read_from_defaults_and_the_file_is_finalized(
