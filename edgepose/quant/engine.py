@@ -3,8 +3,9 @@
 One `Engine` per quantize run holds what every stage shares - the float model, its layers, the
 calibration ranges, the probe images and the float model's detections on them - so the sensitivity
 probe runs once and every mixed flavour, every optimization check and the final report reuse it.
-Each `build` is a real onnxruntime.quantization run (plan.quantize_static_args), each `measure` the
-real quantized model on the probe images (edgepose.quant.fidelity).
+Each `build` is a real onnxruntime.quantization run (plan.quantize_static_args), made once per (model,
+plan, ranges) in a run; each `measure` runs the real quantized model on the check images, once per model
+(edgepose.quant.fidelity).
 
 Over 300 lines on purpose: the stages are methods of one Engine because they share its measured state
 (ranges, probe and check images, the float detections); the numerics live in equalize.py, ranges.py,
@@ -65,7 +66,6 @@ class Engine:
     layers: list[Layer] = field(default_factory=list)
     check: TaskProbe | None = None  # measures optimizations and plans
     probe_index: list[int] = field(default_factory=list)  # the check images that rank the layers
-    probe: TaskProbe | None = None  # ranks the layers (--mixed, unless the ranking is cached)
     notes: list[str] = field(default_factory=list)
     _count: int = 0
     _built: dict[tuple[str, str, str], onnx.ModelProto] = field(default_factory=dict)
@@ -221,7 +221,7 @@ class Engine:
         if sensitivity is None:
             q8 = self.build(m8, PrecisionPlan(LayerPrecision.INT8), cache8)  # built by optimize_int8
             assert self.check is not None
-            self.probe = TaskProbe(  # on this engine's model: the check's may be the equalized one
+            probe = TaskProbe(  # on this engine's model: the check's may be the equalized one
                 self.model,
                 q8,
                 self.layers,
@@ -231,7 +231,7 @@ class Engine:
                 reference=[self.check.reference[k] for k in self.probe_index],
                 threads=self.threads,
             )
-            sensitivity = self.probe.rank(
+            sensitivity = probe.rank(
                 (lambda d, n: self.tick("sensitivity", d, n)) if self.tick else None
             )
         seconds_probe = time.perf_counter() - t
