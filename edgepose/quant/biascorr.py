@@ -6,7 +6,7 @@ zero of a SiLU output all shift each output channel's mean, and those shifts add
 Quantization", 2019, empirical variant) subtracts the expected shift from each layer's bias.
 
 What is measured, and why "local": every layer L is compared with a float twin of itself that reads the
-*quantized* model's tensors,
+*quantized* model's tensors (edgepose.quant.twin),
 
     error_L[c] = mean over images and positions of ( y_L^quantized - y_L^twin )[c]
 
@@ -29,62 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
-from edgepose.onnxkit.graph import consumers, default_opset
-from edgepose.quant.graph import Layer, upgrade_opset
+from edgepose.onnxkit.graph import consumers
+from edgepose.quant.graph import Layer
+from edgepose.quant.twin import twin_model
 from edgepose.runtime.session import cpu_session
 from edgepose.spec import INPUT_NAME
 
-TWIN = "ep_twin/"
 BIAS_OPS = ("Conv", "ConvTranspose", "Gemm")
-
-
-def twin_model(
-    qdq: onnx.ModelProto, float_body: onnx.ModelProto, layers: Sequence[Layer]
-) -> tuple[onnx.ModelProto, list[tuple[str, str]]]:
-    """`qdq` plus a float twin of `float_body` whose layers read the quantized layers' outputs.
-
-    Returns the model and, per layer found in both, (quantized output, twin output) tensor names, both
-    before any activation (the layer node's own output).
-    """
-    body = upgrade_opset(float_body, default_opset(qdq))
-    m = onnx.ModelProto()
-    m.CopyFrom(qdq)
-    g = m.graph
-    qnodes = {n.name: n for n in g.node}
-    fnodes = {n.name: n for n in body.graph.node}
-    found = [la for la in layers if la.name in qnodes and la.name in fnodes]
-    to_quantized = {fnodes[la.name].output[0]: qnodes[la.name].output[0] for la in found}
-
-    def name(t: str) -> str:
-        if not t or t == INPUT_NAME:
-            return t
-        return to_quantized.get(t, TWIN + t)
-
-    for init in body.graph.initializer:
-        c = onnx.TensorProto()
-        c.CopyFrom(init)
-        c.name = TWIN + init.name
-        g.initializer.append(c)
-    for n in body.graph.node:
-        c = onnx.NodeProto()
-        c.CopyFrom(n)
-        c.name = TWIN + n.name
-        del c.input[:]
-        c.input.extend(name(i) for i in n.input)
-        del c.output[:]
-        c.output.extend(TWIN + o if o else o for o in n.output)
-        g.node.append(c)
-    pairs = [(qnodes[la.name].output[0], TWIN + fnodes[la.name].output[0]) for la in found]
-    have = {o.name for o in g.output}
-    g.output.extend(
-        helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-        for pair in pairs
-        for t in pair
-        if t not in have
-    )
-    return m, pairs
 
 
 def _channel_mean(x: np.ndarray) -> np.ndarray:

@@ -161,9 +161,13 @@ class Engine:
 
         def do_rounding(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
             images = self.calib.subset(NUM_ROUNDING_IMAGES)
-            mom = rounding.input_moments(body_model(m), self.layers, images, self.threads)
-            fitted, rep = rounding.fit_rounding(m, self.layers, mom)
-            detail = f"{len(rep.layers)} conv layers fitted, their weight output error -{100 * rep.gain:.0f}%"
+            q = self.build(m, int8, c)  # the model the stage before measured: built already
+            stats = rounding.input_moments(q, body_model(m), self.layers, images, self.threads)
+            fitted, rep = rounding.fit_rounding(m, self.layers, stats)
+            detail = (
+                f"{len(rep.layers)} conv layers fitted to their 8-bit inputs, "
+                f"output error vs float -{100 * rep.gain:.0f}%"
+            )
             return fitted, c, detail, sorted(rep.layers)
 
         def do_biascorr(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
@@ -231,9 +235,7 @@ class Engine:
                 reference=[self.check.reference[k] for k in self.probe_index],
                 threads=self.threads,
             )
-            sensitivity = probe.rank(
-                (lambda d, n: self.tick("sensitivity", d, n)) if self.tick else None
-            )
+            sensitivity = probe.rank((lambda d, n: self.tick("sensitivity", d, n)) if self.tick else None)
         seconds_probe = time.perf_counter() - t
         macs = layer_macs(self.model, self.layers)
         unfused = unfused_by(self.layers, self.model.graph, self.tail)

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgepose.quant import biascorr, equalize, ranges, rounding
+from edgepose.quant import biascorr, equalize, ranges, rounding, twin
 from edgepose.quant.calib import CalibrationSet
 from edgepose.quant.graph import body_model, find_layers, load_float_model
 from edgepose.quant.optimize import OptimizationLog, StepRecord, choose_prefix
@@ -226,18 +226,22 @@ def test_sample_patches_reproduce_the_convolution() -> None:
     np.testing.assert_allclose(got, np.sort(y.ravel()), rtol=1e-5, atol=1e-5)
 
 
+def _int8(model: onnx.ModelProto, calib: CalibrationSet, tmp: Path, tag: str) -> onnx.ModelProto:
+    cache = calibrate(body_model(model), calib, CalibMethod.MINMAX, tmp)
+    return quantize_with(model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, tmp, tag)
+
+
 def test_fitted_weights_survive_onnxruntime_quantization_exactly(tiny: tuple[Path, Path]) -> None:
     model, spec = load_float_model(tiny[0])
     layers = find_layers(model)
     calib = CalibrationSet(tiny[1], spec)
-    mom = rounding.input_moments(body_model(model), layers, calib.subset(4), threads=1)
-    fitted, rep = rounding.fit_rounding(model, layers, mom)
-    assert set(rep.layers) == {la.name for la in layers} and 0 < rep.gain < 1
     with tempfile.TemporaryDirectory() as tmp:
-        cache = calibrate(body_model(fitted), calib, CalibMethod.MINMAX, Path(tmp))
-        q = quantize_with(
-            fitted, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "r"
+        stats = rounding.input_moments(
+            _int8(model, calib, Path(tmp), "p"), body_model(model), layers, calib.subset(4), threads=1
         )
+        fitted, rep = rounding.fit_rounding(model, layers, stats)
+        assert set(rep.layers) == {la.name for la in layers} and 0 < rep.gain < 1
+        q = _int8(fitted, calib, Path(tmp), "r")
     qi = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
     fi = {t.name: numpy_helper.to_array(t) for t in fitted.graph.initializer}
     for la in layers:
@@ -245,6 +249,73 @@ def test_fitted_weights_survive_onnxruntime_quantization_exactly(tiny: tuple[Pat
         s = np.abs(w).max(1, keepdims=True) / 127
         np.testing.assert_array_equal(qi[la.weight + "_quantized"].reshape(w.shape), np.rint(w / s))
         np.testing.assert_allclose(w / s, np.rint(w / s), atol=1e-3)  # on the grid before quantizing
+
+
+def test_group_stats_error_and_target() -> None:
+    rng = np.random.default_rng(125)
+    xt = rng.normal(size=(3000, 12))
+    xq = np.clip(xt, -0.8, None) + rng.normal(0, 0.02, xt.shape)  # an 8-bit input: clipped tail, noise
+    w = rng.normal(size=(5, 12))
+    st = rounding.GroupStats(xq.T @ xq, xq.T @ xt, float(np.sum((xt @ w.T) ** 2)))
+    wq = w + rng.normal(0, 0.05, w.shape)
+    np.testing.assert_allclose(st.error(w, wq), np.sum((xt @ w.T - xq @ wq.T) ** 2), rtol=1e-9)
+    best = st.target(w, ridge=0.0)
+    np.testing.assert_allclose(best, np.linalg.lstsq(xq, xt @ w.T, rcond=None)[0].T, rtol=1e-6, atol=1e-9)
+    # the least-squares weights recover part of the clipped tail; the ridge keeps most of that gain
+    assert st.error(w, best) <= st.error(w, st.target(w)) < 0.9 * st.error(w, w)
+    same = rounding.GroupStats(xt.T @ xt, xt.T @ xt)
+    np.testing.assert_allclose(same.target(w), w, atol=1e-12)  # exact inputs: nothing to correct
+
+
+def test_round_rows_approaches_a_target_on_the_weights_grid() -> None:
+    rng = np.random.default_rng(126)
+    x = rng.normal(size=(2000, 24))
+    x[:, 1:] += 0.8 * x[:, :-1]  # correlated inputs: rounding errors can compensate each other
+    h = x.T @ x
+    w = rng.normal(size=(6, 24))
+    t = w + rng.normal(0, 0.02, w.shape)
+    s = np.abs(w).max(1, keepdims=True) / 127
+    q = rounding.round_rows(w, h, target=t)
+    rows, anchor = np.arange(6), np.argmax(np.abs(w), 1)
+    assert np.array_equal(q[rows, anchor], 127 * np.sign(w[rows, anchor]))  # w's grid, whatever t says
+    near = np.clip(np.rint(t / s), -127, 127)
+    near[rows, anchor] = q[rows, anchor]  # nearest rounding of t on the same grid
+    err = lambda wq: np.einsum("rd,de,re->", t - wq, h, t - wq)  # noqa: E731
+    assert err(q * s) < 0.9 * err(near * s)
+
+
+def test_rounding_fitted_to_8bit_inputs_lowers_unseen_output_error(tiny: tuple[Path, Path]) -> None:
+    """Two conv inputs clipped by their 8-bit ranges (half the calibrated width, as a percentile or entropy
+    calibration clips tails): on images it was not fitted on, rounding fitted to the 8-bit inputs leaves
+    the layers' outputs far nearer the float layers than nearest rounding or rounding fitted as if the
+    inputs were exact (which cannot see the clipping)."""
+    model, spec = load_float_model(tiny[0])
+    layers = find_layers(model)
+    calib = CalibrationSet(tiny[1], spec)
+    images = calib.subset(len(calib))
+    body = body_model(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = calibrate(body, calib, CalibMethod.MINMAX, Path(tmp))
+        r = ranges.load_ranges(cache)
+        for t in ("a1", "r2"):  # the inputs of c2 (a SiLU output) and c3 (a ReLU output)
+            r[t] = (r[t][0] / 2, r[t][1] / 2)
+        tight = Path(tmp) / "tight.json"
+        ranges.save_ranges(r, tight, like=cache)
+        q = quantize_with(
+            model, PrecisionPlan(LayerPrecision.INT8), tight, CalibMethod.MINMAX, Path(tmp), "t"
+        )
+    fit_on = rounding.input_moments(q, body, layers, images[::2], threads=1)
+    unseen = rounding.input_moments(q, body, layers, images[1::2], threads=1, seed=1)
+    w = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+    totals = {"nearest": 0.0, "exact inputs": 0.0, "8-bit inputs": 0.0}
+    for la in layers:
+        flat = w[la.weight].reshape(w[la.weight].shape[0], -1)
+        s = np.abs(flat).max(1, keepdims=True) / 127
+        (st,), (ev,) = fit_on[la.name], unseen[la.name]
+        totals["nearest"] += ev.error(flat, np.rint(flat / s) * s)
+        totals["exact inputs"] += ev.error(flat, rounding.round_rows(flat, st.h) * s)
+        totals["8-bit inputs"] += ev.error(flat, rounding.round_rows(flat, st.h, target=st.target(flat)) * s)
+    assert totals["8-bit inputs"] < 0.5 * min(totals["nearest"], totals["exact inputs"]), totals
 
 
 # --- bias correction ------------------------------------------------------------
@@ -259,12 +330,10 @@ def test_bias_correction_removes_the_local_mean_error(tiny: tuple[Path, Path]) -
         q = quantize_with(
             model, PrecisionPlan(LayerPrecision.INT8), cache, CalibMethod.MINMAX, Path(tmp), "a"
         )
-        twin, pairs = biascorr.twin_model(q, body, layers)
+        tw, pairs = twin.twin_model(q, body, layers)
         # onnxruntime folds each ReLU into its conv's Q range and names the conv's output after it
         assert [p[0] for p in pairs] == ["c1_out", "r2", "r3", "head_out"]
-        assert [p[1] for p in pairs] == [
-            biascorr.TWIN + t for t in ("c1_out", "c2_out", "c3_out", "head_out")
-        ]
+        assert [p[1] for p in pairs] == [twin.TWIN + t for t in ("c1_out", "c2_out", "c3_out", "head_out")]
         err = biascorr.local_errors(q, body, layers, images, threads=1)
         fixed, bc = biascorr.apply_bias_correction(model, layers, err)
         q2 = quantize_with(
@@ -279,7 +348,7 @@ def test_bias_correction_removes_the_local_mean_error(tiny: tuple[Path, Path]) -
     np.testing.assert_allclose(b1, b0 - err["c1"], rtol=1e-5, atol=1e-6)
     # the twin's float layer reading the quantized model's tensors reproduces the float model exactly for c1
     x = images[0]
-    t1 = _run(twin, x, [biascorr.TWIN + "c1_out"])[0]
+    t1 = _run(tw, x, [twin.TWIN + "c1_out"])[0]
     np.testing.assert_allclose(t1, _run(body, x, ["c1_out"])[0], rtol=1e-5, atol=1e-5)
 
 
