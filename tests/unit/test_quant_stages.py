@@ -184,12 +184,16 @@ def test_equalization_keeps_the_function_and_balances_ranges(tiny: tuple[Path, P
 
 
 # --- rounding ------------------------------------------------------------
+def _correlated_layer(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) of a 6 x 24 layer whose inputs are correlated: rounding errors can compensate each other."""
+    x = rng.normal(size=(2000, 24))
+    x[:, 1:] += 0.8 * x[:, :-1]
+    return x.T @ x, rng.normal(size=(6, 24))
+
+
 def test_round_rows_beats_nearest_keeps_the_anchor_and_is_nearest_for_independent_inputs() -> None:
     rng = np.random.default_rng(123)
-    x = rng.normal(size=(2000, 24))
-    x[:, 1:] += 0.8 * x[:, :-1]  # correlated inputs: rounding errors can compensate each other
-    h = x.T @ x
-    w = rng.normal(size=(6, 24))
+    h, w = _correlated_layer(rng)
     q = rounding.round_rows(w, h)
     s = np.abs(w).max(1, keepdims=True) / 127
     err = lambda wq: np.einsum("rd,de,re->", w - wq, h, w - wq)  # noqa: E731
@@ -269,10 +273,7 @@ def test_group_stats_error_and_target() -> None:
 
 def test_round_rows_approaches_a_target_on_the_weights_grid() -> None:
     rng = np.random.default_rng(126)
-    x = rng.normal(size=(2000, 24))
-    x[:, 1:] += 0.8 * x[:, :-1]  # correlated inputs: rounding errors can compensate each other
-    h = x.T @ x
-    w = rng.normal(size=(6, 24))
+    h, w = _correlated_layer(rng)
     t = w + rng.normal(0, 0.02, w.shape)
     s = np.abs(w).max(1, keepdims=True) / 127
     q = rounding.round_rows(w, h, target=t)
