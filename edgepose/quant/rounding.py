@@ -48,8 +48,7 @@ BLOCK = 128  # columns quantized between two wide updates
 # Ridge weight of the 8-bit-input correction, as a fraction of H's mean diagonal. YOLO11n-pose, fidelity
 # to float on each fold's 66 evaluation photos, one run each (0.1 measured worse on the check images and
 # was dropped): 0.3: 0.963 / 0.966, 1: 0.974 / 0.977, 3: 0.973 / 0.974. Runs with other patch samples
-# move these by up to 0.006, so 1 is a choice among near-equals, not a sharp optimum. Without the ridge
-# (0.01) the correction fits sampling noise: fidelity drop 0.05 -> 0.9 on the check images.
+# move these by up to 0.006, so 1 is a choice among near-equals, not a sharp optimum.
 RIDGE = 1.0
 
 
