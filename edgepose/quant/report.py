@@ -167,8 +167,18 @@ class QuantReport:
             lines.append("optimization " + _describe_step(step))
         for trial in self.search:
             lines.append("mixed search: " + trial)
-        lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
+        lines.append(
+            "time: " + ", ".join(_describe_time(k, v, self.seconds) for k, v in self.seconds.items())
+        )
         return lines + self.notes
+
+
+def _describe_time(stage: str, seconds: float, every: dict[str, float]) -> str:
+    """'quantize 0.0 s' reads like a fault when an earlier stage already built the written model (each
+    model is built once per run: int8's by the optimize stage, a mixed plan's by the search); say so."""
+    if stage == "quantize" and seconds < 0.05 and "optimize" in every:
+        return f"{stage} {seconds:.1f} s (the model an earlier stage built)"
+    return f"{stage} {seconds:.1f} s"
 
 
 def _describe_step(step: dict[str, object]) -> str:
