@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgepose.onnxkit.graph import consumers
+from edgepose.onnxkit.graph import consumers, with_outputs
 from edgepose.quant.graph import Layer
 from edgepose.quant.twin import twin_model
 from edgepose.runtime.session import cpu_session
@@ -55,8 +55,8 @@ def local_errors(
 ) -> dict[str, np.ndarray]:
     """Per layer (name), the per-channel mean of quantized minus float-twin output over `images`."""
     model, pairs = twin_model(qdq, float_body, layers)
-    sess = cpu_session(model.SerializeToString(), threads)
     names = [t for pair in pairs for t in pair]
+    sess = cpu_session(with_outputs(model, names).SerializeToString(), threads)
     sums: list[np.ndarray | None] = [None] * len(names)
     for x in images:
         outs = sess.run(names, {INPUT_NAME: x})

@@ -193,8 +193,9 @@ def input_moments(
         geo = conv_geometry(node, list(inits[la.weight].dims))
         if geo is not None:
             geos[la.name] = geo
-    twin, _ = twin_model(qdq, body, [la for la in layers if la.name in geos])
-    pairs = layer_inputs(twin, [la for la in layers if la.name in geos])
+    convs = [la for la in layers if la.name in geos]
+    twin, _ = twin_model(qdq, body, convs)
+    pairs = layer_inputs(twin, convs)
     fit = [la for la in layers if la.name in pairs]
     fetch = sorted({t for la in fit for t in pairs[la.name]} - {INPUT_NAME})
     sess = cpu_session(with_outputs(twin, fetch).SerializeToString(), threads)

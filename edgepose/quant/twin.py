@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import onnx
-from onnx import helper
 
 from edgepose.onnxkit.graph import default_opset
 from edgepose.quant.graph import Layer, upgrade_opset
@@ -28,7 +27,8 @@ def twin_model(
     """`qdq` plus a float twin of `float_body` whose layers read the quantized layers' outputs.
 
     Returns the model and, per layer found in both, (quantized output, twin output) tensor names, both
-    before any activation (the layer node's own output).
+    before any activation (the layer node's own output). No output is added: a caller fetches what it
+    reads (onnxkit.graph.with_outputs), and only that is held until a run ends.
     """
     body = upgrade_opset(float_body, default_opset(qdq))
     m = onnx.ModelProto()
@@ -58,15 +58,7 @@ def twin_model(
         del c.output[:]
         c.output.extend(TWIN + o if o else o for o in n.output)
         g.node.append(c)
-    pairs = [(qnodes[la.name].output[0], TWIN + fnodes[la.name].output[0]) for la in found]
-    have = {o.name for o in g.output}
-    g.output.extend(
-        helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-        for pair in pairs
-        for t in pair
-        if t not in have
-    )
-    return m, pairs
+    return m, [(qnodes[la.name].output[0], TWIN + fnodes[la.name].output[0]) for la in found]
 
 
 def layer_inputs(twin: onnx.ModelProto, layers: Sequence[Layer]) -> dict[str, tuple[str, str]]:
