@@ -85,15 +85,23 @@ class Engine:
         kept all-8-bit model, the final quantize from the plan the search measured). quantize_static is
         deterministic, so a second build would give the same bytes. The result is shared: never modified."""
         cache = cache or self.cache
-        key = (
-            _digest(model.SerializeToString(deterministic=True)),
-            _plan_key(plan),
-            _digest(cache.read_bytes()),
-        )
+        key = self._key(model, plan, cache)
         if key not in self._built:
             self._count += 1
             self._built[key] = self.build_fn(model, plan, cache, f"e{self._count}")
         return self._built[key]
+
+    def has_built(self, model: onnx.ModelProto, plan: PrecisionPlan, cache: Path | None = None) -> bool:
+        """Whether `build` of these would return a model an earlier stage built."""
+        return self._key(model, plan, cache or self.cache) in self._built
+
+    @staticmethod
+    def _key(model: onnx.ModelProto, plan: PrecisionPlan, cache: Path) -> tuple[str, str, str]:
+        return (
+            _digest(model.SerializeToString(deterministic=True)),
+            _plan_key(plan),
+            _digest(cache.read_bytes()),
+        )
 
     def pick_images(self) -> None:
         """Pick the check images (label-free) and record the float model's detections on them.

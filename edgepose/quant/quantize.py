@@ -197,12 +197,14 @@ class _Measured:
     fid_e2e: Fidelity  # end to end, as bench measures it
     raw: float
     probe_images: list[np.ndarray]
+    reused: bool  # the written model is one an earlier stage built and measured (no final pass kept)
 
 
 def _final(run: _Run, engine: Engine, chosen: _Chosen, original: onnx.ModelProto) -> _Measured:
     """The written model under the chosen plan (with its own bias pass) and how close to float it is."""
     with run.stages.stage("quantize"):
-        q = engine.build(chosen.prepared, chosen.plan, chosen.cache)  # int8, mixed: built by the search
+        reused = engine.has_built(chosen.prepared, chosen.plan, chosen.cache)  # int8, mixed: yes
+        q = first = engine.build(chosen.prepared, chosen.plan, chosen.cache)
         if chosen.plan.high() and any("biascorr" in k for k in run.log.kept()):
             # the plan's own mean errors, one more pass
             q, chosen.prepared = final_bias_pass(
@@ -214,7 +216,9 @@ def _final(run: _Run, engine: Engine, chosen: _Chosen, original: onnx.ModelProto
     body = body_model(original)
     names = [o.name for o in body.graph.output]  # the float tail's inputs, in the reference's order
     raw = nmse(raw_outputs(q, images, run.threads, names), raw_outputs(body, images, run.threads))
-    return _Measured(q, engine.measure(q), engine.check.fidelity_end_to_end(q), raw, images)
+    return _Measured(
+        q, engine.measure(q), engine.check.fidelity_end_to_end(q), raw, images, reused and q is first
+    )
 
 
 def _report(
@@ -236,7 +240,7 @@ def _report(
         notes=notes, fidelity=m.fid_e2e, fidelity_anchored=m.fid, fidelity_int8=chosen.fid_int8,
         optimizations=run.log.to_dict(), search=describe_trials(outcome.search) if outcome else [],
         predicted_drop=outcome.search.best.predicted if outcome and outcome.search.best else None,
-        latency_aware=run.latency_aware if run.mixed else None,
+        latency_aware=run.latency_aware if run.mixed else None, quantize_reused=m.reused,
     )  # fmt: skip
 
 

@@ -75,6 +75,7 @@ class QuantReport:
     search: list[str] = field(default_factory=list)  # --mixed: each plan tried, predicted vs measured
     predicted_drop: float | None = None  # --mixed: the chosen plan's additive prediction
     latency_aware: bool | None = None
+    quantize_reused: bool = False  # the written model is one an earlier stage built (no second build)
 
     @classmethod
     def build(cls, *, plan: PrecisionPlan, seconds: dict[str, float], **fields: object) -> QuantReport:
@@ -167,18 +168,15 @@ class QuantReport:
             lines.append("optimization " + _describe_step(step))
         for trial in self.search:
             lines.append("mixed search: " + trial)
-        lines.append(
-            "time: " + ", ".join(_describe_time(k, v, self.seconds) for k, v in self.seconds.items())
-        )
+        lines.append("time: " + ", ".join(self._describe_time(k, v) for k, v in self.seconds.items()))
         return lines + self.notes
 
-
-def _describe_time(stage: str, seconds: float, every: dict[str, float]) -> str:
-    """'quantize 0.0 s' reads like a fault when an earlier stage already built the written model (each
-    model is built once per run: int8's by the optimize stage, a mixed plan's by the search); say so."""
-    if stage == "quantize" and seconds < 0.05 and "optimize" in every:
-        return f"{stage} {seconds:.1f} s (the model an earlier stage built)"
-    return f"{stage} {seconds:.1f} s"
+    def _describe_time(self, stage: str, seconds: float) -> str:
+        """'quantize 0.0 s' would read like a fault when an earlier stage already built the written model
+        (each model is built once per run: int8's by the optimize stage, a mixed plan's by the search)."""
+        if stage == "quantize" and self.quantize_reused:
+            return f"{stage} {seconds:.1f} s (the model an earlier stage built)"
+        return f"{stage} {seconds:.1f} s"
 
 
 def _describe_step(step: dict[str, object]) -> str:

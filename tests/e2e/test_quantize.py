@@ -220,7 +220,9 @@ def test_max_drop_promotes_until_the_measured_fidelity_drop_fits(work: dict[str,
     assert loose.high_precision_layers() == [] and loose.budget is None
     assert not any("headroom" in line for line in loose.summary())  # nothing at 16 bits: no headroom said
     # the plan is the all-8-bit model the optimize stage built: written, not built again, and said so
+    assert loose.quantize_reused
     assert "quantize 0.0 s (the model an earlier stage built)" in loose.summary()[-1 - len(loose.notes)]
+    assert _report(work["int16"])["quantize_reused"] is False  # int16's one build is the final quantize
     tight = quantize_model(
         work["float"],
         work["calib"],
