@@ -1,7 +1,8 @@
 """Real-model benchmark: a YOLO-pose ONNX + a labelled COCO-keypoints photo folder -> one bench table.
 
     .venv/bin/python scripts/bench_real.py [--model M.onnx] [--data DIR] [--num-calib 64]
-        [--out bench_real_out] [--threads 2] [--runs 30] [--folds 1|2] [--resamples 1000] [--seed 0]
+        [--out bench_real_out] [--threads 2] [--runs 30] [--folds 1|2] [--repeats 1] [--resamples 1000]
+        [--seed 0]
 
 Defaults: `../shared/real/` beside the checkout when it is there (Ultralytics YOLO11n-pose, 130 COCO
 photos); otherwise --model and --data are required. Steps:
@@ -12,11 +13,15 @@ photos); otherwise --model and --data are required. Steps:
 3. `edgepose quantize`: int16, int8, mixed for 16-bit NPUs (16-bit islands, `--high-precision int16`)
    and mixed for CPUs (float islands, `--high-precision float --latency-aware`), every optimization at
    its default (kept where it measures better); the second mixed run reuses the first one's probe;
-4. `edgepose bench` of all five files in ONE run (latency interleaved), fidelity to float included;
+   with --repeats K, int8 and both mixed flavours are quantized K times (`quantize --seed 0..K-1`: the
+   fitted rounding's patch sample, the only random choice; files NAME.int8.seedS.onnx for S >= 1): one
+   quantize run's sample moves YOLO11n-pose's pooled ΔAP by about a point, as much as most changes tried;
+4. `edgepose bench` of all the files in ONE run (latency interleaved), fidelity to float included;
 5. OUT/real.md: the split (which photos calibrated, which evaluated), the table, each quantization's
    time and notes, and each ΔAP's 95% paired-bootstrap interval over the evaluated photos
    (edgepose.bench.intervals); with --folds 2 also AP and ΔAP pooled over both folds (every photo once,
-   scored by the variant calibrated on the other fold's photos) with its interval; OUT/fold*/bench.*.
+   scored by the variant calibrated on the other fold's photos) with its interval; with --repeats, each
+   variant's mean, lowest and highest ΔAP and OKS→float over its seeds; OUT/fold*/bench.*.
 
 Derived models are written under OUT/ only: a third-party model's licence may forbid committing them.
 Accuracy noise: on ~100 people AP moves by about a point between equivalent runs, hence the intervals
@@ -49,6 +54,9 @@ DEFAULT_MODEL = SHARED / "yolo11n-pose" / "yolo11n-pose-640.onnx"
 DEFAULT_DATA = SHARED / "coco-train2017-subset"
 MIN_CALIB = 16  # below this the ranges and the probe images are guesses
 MIN_EVAL = 8
+# The variants whose bytes depend on `quantize --seed` (their fitted rounding samples calibration patches);
+# int16 has no 8-bit stage, so --repeats quantizes it once.
+SEEDED = ("int8", "mixed-npu16", "mixed-cpu")
 
 
 class BenchRealError(Exception):
@@ -155,24 +163,41 @@ def run_fold(model: Path, data: Path, out: Path, args: argparse.Namespace, rever
     import_onnx(model, float_path, conf=EVAL.conf, iou=EVAL.iou, max_det=EVAL.max_det)
     seconds = {"import": round(time.perf_counter() - t, 1)}
     reports = {}
-    paths = [float_path]
-    for suffix, kwargs, _ in VARIANTS:
-        path = out / f"{stem}.{suffix}.onnx"
-        t = time.perf_counter()
-        rep = quantize_model(float_path, calib_dir, path, threads=args.threads, **kwargs)  # type: ignore[arg-type]
-        seconds[suffix] = round(time.perf_counter() - t, 1)
-        reports[suffix] = rep
-        paths.append(path)
-        print(f"quantized {path.name} in {seconds[suffix]:.0f} s", file=sys.stderr, flush=True)
+    names = {float_path.name: Precision.FLOAT.value}  # file -> its row name in real.md
+    order = {Precision.FLOAT.value: (-1, 0)}
+    for seed in range(args.repeats):  # seed by seed: a seed's second mixed flavour reuses its first's probe
+        for k, (suffix, kwargs, _) in enumerate(VARIANTS):
+            if seed and suffix not in SEEDED:
+                continue
+            name = run_name(suffix, seed)
+            path = out / f"{stem}.{name}.onnx"
+            t = time.perf_counter()
+            rep = quantize_model(
+                float_path,
+                calib_dir,
+                path,
+                threads=args.threads,
+                seed=seed,
+                **kwargs,  # type: ignore[arg-type]
+            )
+            seconds[name] = round(time.perf_counter() - t, 1)
+            reports[name] = rep
+            names[path.name], order[name] = name, (k, seed)
+            print(f"quantized {path.name} in {seconds[name]:.0f} s", file=sys.stderr, flush=True)
+    files = sorted(names, key=lambda f: order[names[f]])  # each variant's seeds side by side
     cwd = Path.cwd()
     os.chdir(out)  # table labels: file names, not long paths
     try:
-        res = run_bench(
-            [p.name for p in paths], eval_dir.name, threads=args.threads, runs=args.runs, out_dir="."
-        )
+        res = run_bench(files, eval_dir.name, threads=args.threads, runs=args.runs, out_dir=".")
     finally:
         os.chdir(cwd)
-    return {"split": split, "seconds": seconds, "reports": reports, "bench": res}
+    return {"split": split, "seconds": seconds, "reports": reports, "bench": res, "names": names,
+            "repeats": args.repeats}  # fmt: skip
+
+
+def run_name(suffix: str, seed: int) -> str:
+    """A quantized file's row name: the variant, and the seed when it is not 0 (`int8.seed2`)."""
+    return suffix if seed == 0 else f"{suffix}.seed{seed}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=BENCH_THREADS)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--folds", type=int, choices=(1, 2), default=1)
+    ap.add_argument("--repeats", type=int, default=1, help="quantize runs per seeded variant (seeds 0..K-1)")
     ap.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES, help="bootstrap resamples")
     ap.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help="bootstrap seed")
     args = ap.parse_args(argv)
@@ -193,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"no --model/--data given and {SHARED} is not there; "
                 "pass --model YOLO_POSE.onnx --data COCO_DIR"
             )
+        if args.repeats < 1:
+            raise BenchRealError(f"--repeats {args.repeats} must be >= 1 (1: one quantize run per variant)")
         if not args.model.is_file():
             raise BenchRealError(f"--model {args.model} does not exist; pass a YOLO-pose .onnx file")
         folds = [run_fold(args.model, args.data, args.out / f"fold{k + 1}", args, reverse=k == 1)

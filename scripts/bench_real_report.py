@@ -6,6 +6,7 @@ sys.path[0] when bench_real.py runs, so it imports this file by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from edgepose.bench.intervals import DeltaAP
@@ -13,8 +14,15 @@ from edgepose.data.coco_eval import points, signed_points
 from edgepose.spec import Precision
 
 
-def _table(res: object) -> list[str]:
+def row_name(fold: dict, row: object) -> str:
+    """A bench row's name in this report: its file's variant (and seed: `int8.seed1`), from run_fold."""
+    return fold["names"][Path(row.model).name]  # type: ignore[attr-defined]
+
+
+def _table(fold: dict) -> list[str]:
     from edgepose.bench.result import COLUMNS
+
+    res = fold["bench"]
 
     keep = ["Model", "Variant", "AP", "AP50", "ΔAP", "OKS→float", "Kept %", "Score Δ", "p50 ms", "16-bit %",
             "Kernels"]  # fmt: skip
@@ -32,10 +40,7 @@ def _table(res: object) -> list[str]:
         lines.append("")
         lines.append(
             "p50 relative to int8 (same interleaved run): "
-            + ", ".join(
-                f"{Path(r.label).name.split('.', 1)[1].removesuffix('.onnx')} {r.p50_ms / base:.2f}x"
-                for r in rows
-            )
+            + ", ".join(f"{row_name(fold, r)} {r.p50_ms / base:.2f}x" for r in rows)
         )
     return lines
 
@@ -50,7 +55,7 @@ def _interval(d: DeltaAP) -> str:
 def _evals(fold: dict) -> dict:
     """{variant: per-image results} of one fold's bench (float first, in the table's order)."""
     rows = fold["bench"].rows
-    return {r.variant_label or r.variant.value: r.image_evals for r in rows if r.image_evals is not None}
+    return {row_name(fold, r): r.image_evals for r in rows if r.image_evals is not None}
 
 
 def intervals(evals: dict, resamples: int, seed: int) -> dict[str, DeltaAP]:
@@ -93,7 +98,7 @@ def _pooled_table(folds: list[dict], stats: dict) -> list[str]:
     ]
     rows = [f["bench"].rows for f in folds]
     for i, r in enumerate(rows[0]):
-        name = r.variant_label or r.variant.value
+        name = row_name(folds[0], r)
         o = [rr[i].fidelity_oks for rr in rows if rr[i].fidelity_oks is not None]
         d = deltas.get(name)
         cells = (name, points(pooled[name].ap()), signed_points(d.delta) if d else "0.0",
@@ -119,7 +124,7 @@ def report(folds: list[dict], model: Path, data: Path, stats: dict) -> str:
             f"## Fold {k + 1}: calibrate on {len(s.calib)} photos ({s.calib[0]} … {s.calib[-1]} by file "
             f"name), evaluate on the other {len(s.evaluate)} ({s.people} labelled people)",
             "",
-            *_table(f["bench"]),
+            *_table(f),
             "",
             "quantize time (s): " + ", ".join(f"{k2} {v:.0f}" for k2, v in f["seconds"].items()),
             _fold_intervals(stats["folds"][k]),
@@ -136,11 +141,55 @@ def report(folds: list[dict], model: Path, data: Path, stats: dict) -> str:
             d = [rr[i].delta_ap for rr in rows if rr[i].delta_ap is not None]
             o = [rr[i].fidelity_oks for rr in rows if rr[i].fidelity_oks is not None]
             out.append(
-                f"- {r.cells()[1]}: ΔAP {signed_points(sum(d) / len(d))}"
+                f"- {row_name(folds[0], r)}: ΔAP {signed_points(sum(d) / len(d))}"
                 + (f", OKS→float {sum(o) / len(o):.3f}" if o else "")
             )
         out += ["", *_pooled_table(folds, stats)]
+    if folds[0].get("repeats", 1) > 1:
+        out += _repeats_table(folds, stats)
     return "\n".join(out) + "\n"
+
+
+def repeat_summary(folds: list[dict], stats: dict) -> dict[str, dict]:
+    """Per variant quantized with several seeds: its rows' names, ΔAP of each (pooled over the folds when
+    there are two, else the fold's) and each fold's OKS→float of each."""
+    deltas = stats["pooled_deltas"] if "pooled_deltas" in stats else stats["folds"][0]
+    out: dict[str, dict] = {}
+    for name in deltas:
+        variant = name.split(".seed")[0]
+        e = out.setdefault(variant, {"names": [], "delta": [], "oks": [[] for _ in folds]})
+        e["names"].append(name)
+        e["delta"].append(deltas[name].delta)
+        for k, f in enumerate(folds):
+            oks = next(r.fidelity_oks for r in f["bench"].rows if row_name(f, r) == name)
+            e["oks"][k].append(oks)
+    return {v: e for v, e in out.items() if len(e["names"]) > 1}
+
+
+def _spread(values: list[float], fmt: Callable[[float], str]) -> str:
+    """Mean (lowest … highest)."""
+    return f"{fmt(sum(values) / len(values))} ({fmt(min(values))} … {fmt(max(values))})"
+
+
+def _repeats_table(folds: list[dict], stats: dict) -> list[str]:
+    summary = repeat_summary(folds, stats)
+    where = "pooled over both folds" if "pooled_deltas" in stats else "this fold"
+    head = " | ".join(f"OKS→float fold {k + 1}" for k in range(len(folds)))
+    lines = [
+        "## Repeats: each seeded variant quantized with `--seed 0 … K-1`",
+        "",
+        f"Mean (lowest … highest) over the seeds; ΔAP {where}. The seed draws the fitted rounding's "
+        "calibration patches; the photos and everything else stay the same, so the spread is what one "
+        "quantize run's sample moves.",
+        "",
+        f"| Variant | runs | ΔAP | {head} |",
+        "|---|---:|---:|" + "---:|" * len(folds),
+    ]
+    for v, e in summary.items():
+        cells = [v, str(len(e["names"])), _spread(e["delta"], signed_points)]
+        cells += [_spread(o, "{:.3f}".format) for o in e["oks"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _fold_intervals(deltas: dict[str, DeltaAP]) -> str:

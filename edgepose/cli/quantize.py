@@ -80,6 +80,14 @@ _RoundingOpt = Annotated[
     _measured("rounding", "Fit 8-bit weight rounding to calibration activations (AdaRound-style)."),
 ]
 _BiasCorrectionOpt = Annotated[bool | None, _measured("bias-correction", "Per-channel bias correction.")]
+_SeedOpt = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Seed of the fitted rounding's sample of calibration patches: same seed, same bytes; other "
+        "seeds show how much one run's sample moves the result.",
+    ),
+]
 _MethodOpt = Annotated[
     CalibMethod,
     typer.Option("--method", metavar="<method>", help="Calibration method: minmax, percentile or entropy."),
@@ -128,6 +136,7 @@ def quantize(
     rounding: _RoundingOpt = None,
     bias_correction: _BiasCorrectionOpt = None,
     method: _MethodOpt = CalibMethod.MINMAX,
+    seed: _SeedOpt = 0,
     out: _OutOpt = None,
     force: ForceOpt = False,
     verbose: _VerboseOpt = False,
@@ -139,7 +148,7 @@ def quantize(
     from edgepose.quant.quantize import quantize_model
 
     precision = _precision(bits, mixed, budget, max_drop, latency_aware)
-    check_options(precision, budget, max_drop)
+    check_options(precision, budget, max_drop, seed)
     out = out if out is not None else default_output(model, precision)
     for path in (out, report_path(out)):  # the model and its report beside it
         check_new(path, force=force)
@@ -158,6 +167,7 @@ def quantize(
             progress=progress,
             options=Options(equalize, tight_ranges, rounding, bias_correction),
             latency_aware=latency_aware,
+            seed=seed,
         )
 
     print_report(report, console, verbose=verbose)

@@ -63,6 +63,7 @@ class Engine:
     num_probe_images: int  # quantize.NUM_PROBE_IMAGES unless the caller chooses
     threads: int | None = None
     tick: Tick | None = None
+    seed: int = 0  # the fitted rounding's patch sample
     layers: list[Layer] = field(default_factory=list)
     check: TaskProbe | None = None  # measures optimizations and plans
     probe_index: list[int] = field(default_factory=list)  # the check images that rank the layers
@@ -170,11 +171,12 @@ class Engine:
         def do_rounding(m: onnx.ModelProto, c: Path) -> tuple[onnx.ModelProto, Path, str, list[str]]:
             images = self.calib.subset(NUM_ROUNDING_IMAGES)
             q = self.build(m, int8, c)  # the model the stage before measured: built already
-            stats = rounding.input_moments(q, body_model(m), self.layers, images, self.threads)
+            body = body_model(m)
+            stats = rounding.input_moments(q, body, self.layers, images, self.threads, seed=self.seed)
             fitted, rep = rounding.fit_rounding(m, self.layers, stats)
             detail = (
-                f"{len(rep.layers)} conv layers fitted to their 8-bit inputs, "
-                f"output error vs float -{100 * rep.gain:.0f}%"
+                f"{len(rep.layers)} conv layers fitted to their 8-bit inputs (patch sample seed "
+                f"{self.seed}), output error vs float -{100 * rep.gain:.0f}%"
             )
             return fitted, c, detail, sorted(rep.layers)
 

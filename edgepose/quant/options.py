@@ -50,7 +50,9 @@ def report_path(out_path: str | os.PathLike[str]) -> Path:
     return p.with_name(f"{p.stem}.quant.json")
 
 
-def check_options(precision: Precision, budget: float | None, max_drop: float | None) -> None:
+def check_options(precision: Precision, budget: float | None, max_drop: float | None, seed: int = 0) -> None:
+    if seed < 0:
+        raise ConfigError(f"--seed {seed} is negative; use 0 or more (0 is the default sample)")
     if precision is Precision.FLOAT:
         raise ConfigError("precision float is not a quantization; choose --bits 8, --bits 16 or --mixed")
     if budget is not None and not (0.0 < budget < 1.0):

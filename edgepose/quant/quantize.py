@@ -116,6 +116,7 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     probe_key: str = ""
     cached: list[float] | None = None  # task sensitivities from an earlier flavour's run
+    seed: int = 0  # the fitted rounding's patch sample
 
     @property
     def mixed(self) -> bool:
@@ -132,7 +133,7 @@ def _start(run: _Run, model: onnx.ModelProto, spec: PoseSpec) -> Engine:
     with run.stages.stage("calibrate"):
         cache = calibrate(body_model(eq), run.calib, run.method, run.tmp)
     engine = Engine(eq, spec, run.calib, cache, run.tmp, run.build, num_probe_images=run.num_probe_images,
-                    threads=run.threads, tick=run.stages.tick)  # fmt: skip
+                    threads=run.threads, tick=run.stages.tick, seed=run.seed)  # fmt: skip
     if pairs:
 
         def plain(m: onnx.ModelProto) -> Path:
@@ -148,7 +149,8 @@ def _mixed(run: _Run, engine: Engine, m8: onnx.ModelProto, cache8: Path, fid_int
     names = [la.name for la in engine.layers]
     run.probe_key = probecache.probe_key(
         run.model_path, run.calib.paths, method=run.method.value, unit="anchored fidelity drop",
-        probe=run.num_probe_images, kept=run.log.kept(), ort=ort.__version__, edgepose=__version__,
+        probe=run.num_probe_images, kept=run.log.kept(), seed=run.seed, ort=ort.__version__,
+        edgepose=__version__,
     )  # fmt: skip
     run.cached = probecache.load(run.model_path, run.probe_key, names)
     outcome = engine.mixed(
@@ -240,7 +242,7 @@ def _report(
         notes=notes, fidelity=m.fid_e2e, fidelity_anchored=m.fid, fidelity_int8=chosen.fid_int8,
         optimizations=run.log.to_dict(), search=describe_trials(outcome.search) if outcome else [],
         predicted_drop=outcome.search.best.predicted if outcome and outcome.search.best else None,
-        latency_aware=run.latency_aware if run.mixed else None, quantize_reused=m.reused,
+        latency_aware=run.latency_aware if run.mixed else None, quantize_reused=m.reused, seed=run.seed,
     )  # fmt: skip
 
 
@@ -260,6 +262,7 @@ def quantize_model(
     progress: Progress | None = None,
     options: Options | None = None,
     latency_aware: bool = False,
+    seed: int = 0,
 ) -> QuantReport:
     """Quantize a float end-to-end export; writes the model and MODEL.quant.json atomically.
 
@@ -269,11 +272,13 @@ def quantize_model(
     have; the fewest layers meeting it win. `options`: the 8-bit optimizations (edgepose.quant.optimize;
     default: each kept if it measures better). `latency_aware`: --mixed prefers layers that cost few
     MACs off the fused int8 kernels. `threads`: onnxruntime intra-op threads (None: its default).
+    `seed`: the fitted rounding's sample of calibration patches (the only random choice: the same seed
+    gives the same bytes; other seeds show how much one run's sample moves the result).
     """
     t0 = time.perf_counter()
     precision = Precision(precision)
     budget = None if max_drop is not None else defaults.MIXED_BUDGET if budget is None else budget
-    check_options(precision, budget if precision is Precision.MIXED else None, max_drop)
+    check_options(precision, budget if precision is Precision.MIXED else None, max_drop, seed)
     model, spec = load_float_model(model_path)
     out = fsio.check_parent(out_path if out_path is not None else default_output(model_path, precision))
     calib = CalibrationSet(calib_dir, spec, num_calib)
@@ -281,7 +286,7 @@ def quantize_model(
     with tempfile.TemporaryDirectory(prefix="edgepose-quant-") as tmp_dir:
         run = _Run(Path(model_path), precision, method, high_precision, budget, max_drop, latency_aware,
                    options or Options(), calib, Path(tmp_dir), _Stages(progress), threads, num_probe_images,
-                   notes=notes)  # fmt: skip
+                   notes=notes, seed=seed)  # fmt: skip
         engine = _start(run, model, spec)
         chosen = _choose(run, engine)
         measured = _final(run, engine, chosen, model)

@@ -76,6 +76,7 @@ class QuantReport:
     predicted_drop: float | None = None  # --mixed: the chosen plan's additive prediction
     latency_aware: bool | None = None
     quantize_reused: bool = False  # the written model is one an earlier stage built (no second build)
+    seed: int = 0  # the fitted rounding's patch sample (quantize --seed)
 
     @classmethod
     def build(cls, *, plan: PrecisionPlan, seconds: dict[str, float], **fields: object) -> QuantReport:

@@ -18,6 +18,7 @@ from edgepose import defaults
 from edgepose.cli import app
 from edgepose.quant.fidelity import nmse
 from edgepose.quant.graph import raw_head_outputs
+from edgepose.quant.optimize import Options
 from edgepose.quant.options import HighPrecision
 from edgepose.quant.ortsteps import raw_outputs
 from edgepose.quant.quantize import quantize_model
@@ -206,6 +207,46 @@ def test_high_precision_float_excludes_the_sensitive_layers(work: dict[str, Path
     assert all(inits[conv_w[n]].data_type == TensorProto.FLOAT for n in high)
 
 
+def _int_weights(path: Path) -> dict[str, np.ndarray]:
+    m = onnx.load(str(path))
+    return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer
+            if t.data_type == TensorProto.INT8 and t.name.endswith("weight_quantized")}  # fmt: skip
+
+
+def test_seed_picks_the_rounding_sample_and_keys_the_probe(work: dict[str, Path], tmp_path: Path) -> None:
+    model = Path(shutil.copy(work["float"], tmp_path / "tiny.onnx"))  # its own probe cache beside it
+    fitted = Options(rounding=True)
+
+    def int8(seed: int, name: str) -> tuple[Path, object]:
+        out = tmp_path / name
+        rep = quantize_model(model, work["calib"], out, precision=Precision.INT8, threads=1, options=fitted,
+                             seed=seed)  # fmt: skip
+        return out, rep
+
+    a, ra = int8(0, "a.onnx")
+    b, _ = int8(0, "b.onnx")
+    c, rc = int8(1, "c.onnx")
+    assert a.read_bytes() == b.read_bytes()  # same seed, same bytes
+    wa, wc = _int_weights(a), _int_weights(c)
+    assert wa.keys() == wc.keys() and len(wa) == 7
+    changed = [k for k in wa if not np.array_equal(wa[k], wc[k])]
+    assert changed  # another patch sample, other rounding decisions somewhere
+    assert (ra.seed, rc.seed, _report(c)["seed"]) == (0, 1, 1)
+    step = next(s for s in _report(c)["optimizations"] if s["stage"] == "rounding")
+    assert step["kept"] and "patch sample seed 1" in step["detail"]
+
+    def mixed(seed: int, high: HighPrecision) -> list[str]:
+        rep = quantize_model(model, work["calib"], tmp_path / f"m{seed}{high.value}.onnx",
+                             precision=Precision.MIXED, high_precision=high, threads=1, options=fitted,
+                             seed=seed)  # fmt: skip
+        return rep.notes
+
+    reused = "sensitivity reused from"
+    assert not any(reused in n for n in mixed(0, HighPrecision.INT16))
+    assert any(reused in n for n in mixed(0, HighPrecision.FLOAT))  # same seed: the probe runs once
+    assert not any(reused in n for n in mixed(1, HighPrecision.FLOAT))  # its 8-bit model differs
+
+
 def test_max_drop_promotes_until_the_measured_fidelity_drop_fits(work: dict[str, Path]) -> None:
     d8 = _report(work["int8"])["fidelity"]["drop"]
     assert d8 > 0
@@ -290,9 +331,10 @@ def test_cli_writes_model_report_and_table(work: dict[str, Path]) -> None:
     args = ["quantize", str(work["float"]), "--calib", str(work["calib"]), "--bits", "8", "--num-calib", "6"]
     res = runner.invoke(app, [*args, "--out", str(out), "--verbose"])
     assert res.exit_code == 1 and f"{out} already exists; pass --force" in res.output  # the overwrite rule
-    res = runner.invoke(app, [*args, "--out", str(out), "--verbose", "--force"])
+    res = runner.invoke(app, [*args, "--out", str(out), "--verbose", "--force", "--seed", "3"])
     assert res.exit_code == 0, res.output
     assert "/c3b/Conv" in res.output
+    assert json.loads((work["dir"] / "cli.quant.json").read_text())["seed"] == 3
     out16 = work["dir"] / "cli16.onnx"
     res = runner.invoke(app, [*args[:4], "--bits", "16", "--num-calib", "6", "--out", str(out16)])
     assert res.exit_code == 0, res.output
@@ -329,12 +371,13 @@ def _bad_setups(work: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], 
         ),
         "max-drop": ([m, "--calib", c, "--mixed", "--max-drop", "-1"], "--max-drop -1.0 is outside (0, 1)"),
         "few calib": ([m, "--calib", c, "--bits", "8", "--num-calib", "2"], "2 calibration image(s) in"),
+        "seed": ([m, "--calib", c, "--bits", "8", "--seed", "-1"], "--seed -1 is negative; use 0 or more"),
     }
 
 
 BAD = (
     "empty calib", "missing calib", "too few", "not edgepose", "quantized", "budget", "budget 0", "bits 4",
-    "both", "budget without mixed", "max-drop", "few calib",
+    "both", "budget without mixed", "max-drop", "few calib", "seed",
 )  # fmt: skip
 
 
